@@ -1,0 +1,80 @@
+# Two commands on a fresh machine: `make run` and `make test`. Everything else here is a
+# step they take, usable on its own.
+SHELL := /bin/bash
+.DEFAULT_GOAL := run
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+# The CPU build of torch; without it a plain `torch` requirement pulls the CUDA build (GBs).
+TORCH_CPU ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: run test test-fast install install-dev torch secrets cert migrate static lint format clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Installs torch first: the CPU build where no NVIDIA GPU answers, the default CUDA build
+# where one does, so the project's `torch` requirement is already satisfied afterwards.
+torch: | $(PY)
+	@if $(PY) -c 'import torch' 2>/dev/null; then \
+	  echo "torch already installed: $$($(PY) -c 'import torch; print(torch.__version__)')"; \
+	elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+	  echo "NVIDIA GPU found: installing torch with CUDA"; $(PIP) install torch; \
+	else \
+	  echo "No GPU found: installing the CPU build ($(TORCH_CPU))"; $(PIP) install "$(TORCH_CPU)"; \
+	fi
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(MAKE) torch
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(PY)
+	$(MAKE) torch
+	$(PIP) install -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+# Creates missing key files under var/keys (mode 0600); never replaces existing ones.
+secrets: install
+	$(PY) -m project.keys
+
+# A local CA and server certificate, unless the operator configured TLS_CERT/TLS_KEY.
+cert: secrets
+	@if [ -z "$$TLS_CERT" ]; then $(PY) manage.py gencert --if-missing; \
+	else echo "Using TLS_CERT=$$TLS_CERT"; fi
+
+migrate: secrets
+	$(PY) manage.py migrate --noinput
+
+static: secrets
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+
+run: cert migrate static
+	$(PY) manage.py serve
+
+lint: install-dev
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+format: install-dev
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+# The whole suite: lint, unit tests, system tests (real processes) and browser tests.
+test: install-dev lint
+	$(PY) -m project.keys
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Everything but the slow system and browser tests, for quick iterations.
+test-fast: install-dev
+	$(PY) -m project.keys
+	$(PY) -m pytest -m "not system and not e2e" $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) var/static .pytest_cache .ruff_cache

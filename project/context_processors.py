@@ -1,0 +1,6 @@
+from django.conf import settings
+
+
+def site(request):
+    """The site name for page titles and the header."""
+    return {"site_name": settings.SITE_NAME}

@@ -1,0 +1,276 @@
+"""Settings for the intranet LLM chat, read from the environment.
+
+The embedded default (no DATABASE_URL, no REDIS_URL) keeps everything in one process with
+SQLite under VAR_DIR. The production profile points DATABASE_URL at PostgreSQL and REDIS_URL
+at Redis so that any number of web processes and inference workers share state.
+docs/deploy.md lists every variable.
+"""
+
+from pathlib import Path
+
+import dj_database_url
+from csp.constants import NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
+
+from project.env import env_bool, env_int, env_list, env_networks, env_path, env_str
+from project.keys import (
+    AUDIT_HMAC_KEY_FILE,
+    CHAT_KEYRING_FILE,
+    SECRET_KEY_FILE,
+    KeyFileError,
+    keys_dir,
+    read_key_file,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = env_path("VAR_DIR", BASE_DIR / "var", base=BASE_DIR)
+
+DEBUG = env_bool("DEBUG", False)
+SITE_NAME = env_str("SITE_NAME", "Private Chat")
+
+
+def _secret(env_name: str, file_name: str) -> list[str]:
+    """A secret from the environment (comma-separated for keyrings) or from its key file."""
+    from_env = env_list(env_name, [])
+    if from_env:
+        return from_env
+    try:
+        return read_key_file(keys_dir(VAR_DIR) / file_name)
+    except KeyFileError as exc:
+        raise ImproperlyConfigured(f"{env_name} is not set and {exc}") from None
+
+
+SECRET_KEY = _secret("SECRET_KEY", SECRET_KEY_FILE)[0]
+# Newest key first: it encrypts, every key in the ring decrypts (MultiFernet).
+CHAT_KEYRING = _secret("CHAT_KEYS", CHAT_KEYRING_FILE)
+AUDIT_HMAC_KEY = _secret("AUDIT_HMAC_KEY", AUDIT_HMAC_KEY_FILE)[0]
+
+# --- Network: where we listen, who may connect -------------------------------------------
+
+BIND = env_str("BIND", "127.0.0.1")
+PORT = env_int("PORT", 8443, minimum=1, maximum=65535)
+# The port users see in their browser; differs from PORT when a reverse proxy ends TLS.
+PUBLIC_PORT = env_int("PUBLIC_PORT", PORT, minimum=1, maximum=65535)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+
+# Loopback, the RFC 1918 ranges and IPv6 unique-local addresses: the intranet, and nothing
+# reachable from the internet unless someone routes it in on purpose.
+INTERNAL_NETWORKS = env_networks(
+    "INTERNAL_NETWORKS",
+    ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"],
+)
+# Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto headers we believe.
+TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES", [])
+
+TLS_DIR = VAR_DIR / "tls"
+TLS_CA_CERT = TLS_DIR / "ca.crt"
+TLS_CERT = env_path("TLS_CERT", TLS_DIR / "server.crt", base=BASE_DIR)
+TLS_KEY = env_path("TLS_KEY", TLS_DIR / "server.key", base=BASE_DIR)
+# Intermediate certificates between the company root and TLS_CERT, sent during the handshake.
+TLS_CHAIN = env_path("TLS_CHAIN", None, base=BASE_DIR)
+if (env_str("TLS_CERT") == "") != (env_str("TLS_KEY") == ""):
+    raise ImproperlyConfigured("Set TLS_CERT and TLS_KEY together, or neither.")
+
+
+def _origins(hosts: list[str], scheme: str, port: int, default_port: int) -> list[str]:
+    suffix = "" if port == default_port else f":{port}"
+    origins = []
+    for host in hosts:
+        if host == "*":
+            continue
+        # Django's ".example.com" means the domain and its subdomains.
+        name = f"*{host}" if host.startswith(".") else host
+        origins.append(f"{scheme}://{name}{suffix}")
+    return origins
+
+
+CSRF_TRUSTED_ORIGINS = _origins(ALLOWED_HOSTS, "https", PUBLIC_PORT, 443)
+
+# --- Applications ------------------------------------------------------------------------
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "project",
+    "accounts",
+    "chat",
+    "audit",
+]
+
+MIDDLEWARE = [
+    # Response-header middleware sits outside the network check so refusals carry them too.
+    "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "project.network.InternalNetworkMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+ROOT_URLCONF = "project.urls"
+ASGI_APPLICATION = "project.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "project.context_processors.site",
+            ],
+        },
+    },
+]
+
+# --- Data --------------------------------------------------------------------------------
+
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    if not DATABASE_URL.startswith(("postgres://", "postgresql://")):
+        raise ImproperlyConfigured(
+            "DATABASE_URL must be a PostgreSQL URL such as "
+            "postgresql://chat@db.internal:5432/chat?sslmode=verify-full; "
+            "leave it unset for the embedded SQLite database."
+        )
+    # Query parameters (sslmode, sslrootcert, ...) become libpq connection options.
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_health_checks=True)}
+    # Fail fast when the database is unreachable instead of hanging a request for minutes.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "db.sqlite3",
+            "OPTIONS": {
+                # WAL lets readers proceed during a write; IMMEDIATE transactions plus a busy
+                # timeout make concurrent async writers queue instead of failing with
+                # "database is locked".
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+            },
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+        raise ImproperlyConfigured(
+            "REDIS_URL must start with redis://, rediss:// (TLS) or unix://, "
+            "for example rediss://redis.internal:6380/0."
+        )
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                # Channel messages carry prompts and answers: encrypt them in Redis too.
+                "symmetric_encryption_keys": CHAT_KEYRING,
+            },
+        }
+    }
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- HTTP security -----------------------------------------------------------------------
+
+# Everything is HTTPS; a request that somehow arrives as plain HTTP is redirected.
+SECURE_SSL_REDIRECT = True
+if TRUSTED_PROXIES:
+    # project.network drops X-Forwarded-Proto from any peer that is not a trusted proxy
+    # before sessions, CSRF and views look at it.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# One year of HSTS. includeSubDomains can be turned off where other hosts of the intranet
+# domain still serve plain HTTP.
+SECURE_HSTS_SECONDS = env_int("HSTS_SECONDS", 31_536_000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "no-referrer"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# The __Host- prefix pins cookies to this exact host, HTTPS and path /.
+SESSION_COOKIE_NAME = "__Host-session"
+SESSION_COOKIE_SECURE = True
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_NAME = "__Host-csrftoken"
+CSRF_COOKIE_SECURE = True
+CSRF_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SAMESITE = "Strict"
+
+# CSP host sources cannot spell IPv6 literals; 'self' still covers a page served from one.
+_WEBSOCKET_ORIGINS = _origins(
+    [host for host in ALLOWED_HOSTS if not host.startswith("[")], "wss", PUBLIC_PORT, 443
+)
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF, *_WEBSOCKET_ORIGINS],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+
+SILENCED_SYSTEM_CHECKS = [
+    # security.W021 asks for SECURE_HSTS_PRELOAD. The preload list is compiled into public
+    # browsers for public domains; intranet host names cannot and should not be on it.
+    "security.W021",
+]
+
+# --- Static files, i18n, logging ---------------------------------------------------------
+
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+LANGUAGE_CODE = "en"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    raise ImproperlyConfigured(f"LOG_LEVEL={LOG_LEVEL!r}: use DEBUG, INFO, WARNING or ERROR.")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "project": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+    },
+}

@@ -1,0 +1,69 @@
+import asyncio
+import time
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.db import connection
+from django.http import JsonResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+# A health probe must answer quickly even when a dependency hangs; monitoring systems
+# usually time out after 5 to 10 seconds, so each check gets 3.
+HEALTH_CHECK_TIMEOUT_SECONDS = 3.0
+
+
+def home(request):
+    return render(request, "home.html")
+
+
+def _ping_database() -> None:
+    connection.ensure_connection()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+async def _check_database() -> None:
+    await sync_to_async(_ping_database)()
+
+
+async def _check_channel_layer() -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        raise RuntimeError("no channel layer is configured")
+    channel = await layer.new_channel("healthz.")
+    await layer.send(channel, {"type": "health.ping"})
+    message = await layer.receive(channel)
+    if message.get("type") != "health.ping":
+        raise RuntimeError("the channel layer returned a different message")
+
+
+async def _run_check(check) -> dict:
+    started = time.perf_counter()
+    try:
+        await asyncio.wait_for(check(), HEALTH_CHECK_TIMEOUT_SECONDS)
+    except TimeoutError:
+        result = {"ok": False, "error": f"no answer within {HEALTH_CHECK_TIMEOUT_SECONDS:g} s"}
+    except Exception as exc:  # a failing dependency is a result here, not a crash
+        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    else:
+        result = {"ok": True}
+    result["ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return result
+
+
+@never_cache
+@require_GET
+async def healthz(request):
+    """200 with each part's state when everything answers, 503 naming what does not."""
+    database, channel_layer = await asyncio.gather(
+        _run_check(_check_database), _run_check(_check_channel_layer)
+    )
+    checks = {"database": database, "channel_layer": channel_layer}
+    healthy = all(check["ok"] for check in checks.values())
+    return JsonResponse(
+        {"status": "ok" if healthy else "failing", "checks": checks},
+        status=200 if healthy else 503,
+    )
