@@ -8,7 +8,7 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
-from django.core.asgi import get_asgi_application  # noqa: E402 (settings must be set first)
+from django.core.asgi import get_asgi_application
 
 django_application = get_asgi_application()
 

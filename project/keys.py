@@ -17,7 +17,7 @@ import stat
 import sys
 from pathlib import Path
 
-SECRET_KEY_FILE = "django_secret_key"
+SECRET_KEY_FILE = "django_secret_key"  # noqa: S105 (a file name, not a secret)
 CHAT_KEYRING_FILE = "chat_keyring"
 AUDIT_HMAC_KEY_FILE = "audit_hmac_key"
 

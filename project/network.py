@@ -96,7 +96,7 @@ def _refuse_http(request, address: Address | None):
     return render(request, "network_refused.html", status=403)
 
 
-def InternalNetworkMiddleware(get_response):  # noqa: N802 (Django middleware factory)
+def InternalNetworkMiddleware(get_response):
     """Refuse HTTP requests from outside INTERNAL_NETWORKS with a 403 page."""
     policy = NetworkPolicy.from_settings()
 
