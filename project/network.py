@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.shortcuts import render
+from django.utils.decorators import sync_and_async_middleware
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ def _refuse_http(request, address: Address | None):
     return render(request, "network_refused.html", status=403)
 
 
+@sync_and_async_middleware
 def InternalNetworkMiddleware(get_response):
     """Refuse HTTP requests from outside INTERNAL_NETWORKS with a 403 page."""
     policy = NetworkPolicy.from_settings()

@@ -1,0 +1,42 @@
+import os
+
+import pytest
+
+from tests.support import services
+from tests.support.server import free_port as _free_port
+
+
+@pytest.fixture(autouse=True)
+def _plain_static_storage(settings):
+    """Unit tests render templates without running collectstatic first.
+
+    The manifest storage used in production needs collected files; system tests exercise it
+    through a real `manage.py serve`.
+    """
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+@pytest.fixture
+def free_port() -> int:
+    return _free_port()
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> str:
+    """The PostgreSQL server on loopback; fails under CI=true if it is not answering."""
+    url = os.environ.get("TEST_POSTGRES_URL", services.DEFAULT_POSTGRES_URL)
+    services.require(
+        "PostgreSQL", url, services.postgres_answers(url), "set TEST_POSTGRES_URL or start it"
+    )
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_server_url() -> str:
+    """The Redis server on loopback; fails under CI=true if it is not answering."""
+    url = os.environ.get("TEST_REDIS_URL", services.DEFAULT_REDIS_URL)
+    services.require("Redis", url, services.redis_answers(url), "set TEST_REDIS_URL or start it")
+    return url

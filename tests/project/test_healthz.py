@@ -1,0 +1,40 @@
+import json
+
+import pytest
+
+
+@pytest.mark.django_db
+def test_it_reports_ok_with_each_part_when_everything_answers(client):
+    response = client.get("/healthz", secure=True)
+
+    assert response.status_code == 200
+    body = json.loads(response.content)
+    assert body["status"] == "ok"
+    assert body["checks"]["database"]["ok"] is True
+    assert body["checks"]["channel_layer"]["ok"] is True
+    assert "no-store" in response["Cache-Control"]
+
+
+@pytest.mark.django_db
+def test_it_answers_503_naming_the_channel_layer_when_redis_is_down(client, settings, free_port):
+    # Nothing listens on free_port: the Redis channel layer cannot connect.
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [f"redis://127.0.0.1:{free_port}/0"]},
+        }
+    }
+
+    response = client.get("/healthz", secure=True)
+
+    assert response.status_code == 503
+    body = json.loads(response.content)
+    assert body["status"] == "failing"
+    assert body["checks"]["database"]["ok"] is True
+    assert body["checks"]["channel_layer"]["ok"] is False
+    assert "Error" in body["checks"]["channel_layer"]["error"]
+
+
+@pytest.mark.django_db
+def test_it_only_answers_get(client):
+    assert client.post("/healthz", secure=True).status_code == 405

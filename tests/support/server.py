@@ -1,0 +1,141 @@
+"""Real `manage.py serve` processes for system tests, each with a state directory of its own."""
+
+import contextlib
+import http.client
+import json
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support.services import environ_without_profile
+
+REPO = Path(__file__).resolve().parents[2]
+START_TIMEOUT_SECONDS = 60
+
+
+def manage(*args: str, env: dict[str, str], timeout: float = 180) -> str:
+    """Run a management command to completion; raise with its output if it fails."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise AssertionError(
+            f"manage.py {' '.join(args)} exited {result.returncode}:\n"
+            f"{result.stdout}\n{result.stderr}"
+        )
+    return result.stdout
+
+
+def site_environment(var_dir: Path, **overrides: str) -> dict[str, str]:
+    env = environ_without_profile()
+    env.update({"VAR_DIR": str(var_dir), "PYTHONUNBUFFERED": "1"})
+    env.update(overrides)
+    return env
+
+
+def prepare_state(env: dict[str, str]) -> None:
+    """What `make run` does before serving: keys, certificate, database, static files."""
+    subprocess.run(
+        [sys.executable, "-m", "project.keys"], cwd=REPO, env=env, check=True, capture_output=True
+    )
+    manage("gencert", "--if-missing", env=env)
+    manage("migrate", "--noinput", env=env)
+    manage("collectstatic", "--noinput", env=env)
+
+
+@dataclass
+class ServedSite:
+    process: subprocess.Popen
+    port: int
+    var_dir: Path
+    log_path: Path
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.var_dir / "tls" / "ca.crt"
+
+    @property
+    def base_url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def tls_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_cert))
+
+    def request(
+        self, path: str, *, method: str = "GET", headers: dict | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPSConnection(
+            "localhost", self.port, context=self.tls_context(), timeout=30
+        )
+        try:
+            conn.request(method, path, headers={"Host": "localhost", **(headers or {})})
+            response = conn.getresponse()
+            body = response.read()
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, body
+        finally:
+            conn.close()
+
+    def json(self, path: str) -> tuple[int, dict]:
+        status, _, body = self.request(path)
+        return status, json.loads(body)
+
+
+def _wait_until_serving(site: ServedSite) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if site.process.poll() is not None:
+            raise AssertionError(f"serve exited {site.process.returncode}:\n{site.log()}")
+        if "Serving " in site.log():
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", site.port), timeout=1).close()
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"serve did not start within {START_TIMEOUT_SECONDS} s:\n{site.log()}")
+
+
+@contextlib.contextmanager
+def served_site(var_dir: Path, port: int, **env_overrides: str) -> Iterator[ServedSite]:
+    """Prepare a fresh state directory and run `manage.py serve` on ``port`` until exit."""
+    env = site_environment(var_dir, **env_overrides)
+    prepare_state(env)
+    log_path = var_dir / "serve.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "serve", "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    site = ServedSite(process=process, port=port, var_dir=var_dir, log_path=log_path)
+    try:
+        _wait_until_serving(site)
+        yield site
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
