@@ -11,8 +11,10 @@ def _plain_static_storage(settings):
     """Unit tests render templates without running collectstatic first.
 
     The manifest storage used in production needs collected files; system tests exercise it
-    through a real `manage.py serve`.
+    through a real `manage.py serve`. Whitenoise serves from the app finders instead.
     """
+    settings.STATIC_ROOT = None
+    settings.WHITENOISE_USE_FINDERS = True
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
