@@ -17,8 +17,9 @@ import ipaddress
 import logging
 from collections.abc import Iterable
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
+from django.core.cache import cache
 from django.shortcuts import render
 from django.utils.decorators import sync_and_async_middleware
 
@@ -86,14 +87,52 @@ class NetworkPolicy:
         return address is not None and self._within(address, self.internal_networks)
 
 
+# A scanner outside the allowed networks must not be able to fill the audit log: each
+# address gets at most this many refusal events a minute; the server log keeps the rest.
+REFUSALS_AUDITED_PER_MINUTE = 20
+PATH_LOGGED_MAX = 200
+
+
+def _first_refusals_this_minute(address: Address | None) -> bool:
+    key = f"network.refused:{address}"
+    cache.add(key, 0, timeout=60)
+    try:
+        return cache.incr(key) <= REFUSALS_AUDITED_PER_MINUTE
+    except ValueError:  # the key expired between add and incr
+        return True
+
+
+def _audit_refusal(channel: str, path: str, address, peer, *, request=None, scope=None):
+    """Record the refusal; a failure to record must not turn the refusal into a 500."""
+    from audit.log import record
+
+    if not _first_refusals_this_minute(address):
+        return
+    try:
+        record(
+            "network.refused",
+            outcome="denied",
+            request=request,
+            scope=scope,
+            channel=channel,
+            path=path[:PATH_LOGGED_MAX],
+            peer=peer or "",
+        )
+    except Exception:
+        logger.exception("network.refused could not be written to the audit log")
+
+
 def _refuse_http(request, address: Address | None):
+    peer = request.META.get("REMOTE_ADDR")
     logger.warning(
         "network.refused: HTTP %s %s from %s (peer %s)",
         request.method,
         request.path,
         address or "an unknown address",
-        request.META.get("REMOTE_ADDR"),
+        peer,
     )
+    request.META["REMOTE_ADDR"] = str(address) if address else ""
+    _audit_refusal("http", request.path, address, peer, request=request)
     return render(request, "network_refused.html", status=403)
 
 
@@ -102,27 +141,33 @@ def InternalNetworkMiddleware(get_response):
     """Refuse HTTP requests from outside INTERNAL_NETWORKS with a 403 page."""
     policy = NetworkPolicy.from_settings()
 
-    def check(request):
+    def allowed_address(request):
+        """The client address when it may be served (REMOTE_ADDR then holds it), else None."""
         peer = request.META.get("REMOTE_ADDR")
         address = policy.client_address(peer, request.META.get("HTTP_X_FORWARDED_FOR"))
         if not policy.is_trusted_proxy(peer):
             # Only a trusted proxy may say the original request was HTTPS.
             request.META.pop("HTTP_X_FORWARDED_PROTO", None)
         if not policy.allows(address):
-            return _refuse_http(request, address)
+            request.refused_address = address
+            return None
         request.META["REMOTE_ADDR"] = str(address)
-        return None
+        return address
 
     if iscoroutinefunction(get_response):
 
         async def middleware(request):
-            return check(request) or await get_response(request)
+            if allowed_address(request) is None:
+                return await sync_to_async(_refuse_http)(request, request.refused_address)
+            return await get_response(request)
 
         markcoroutinefunction(middleware)
     else:
 
         def middleware(request):
-            return check(request) or get_response(request)
+            if allowed_address(request) is None:
+                return _refuse_http(request, request.refused_address)
+            return get_response(request)
 
     return middleware
 
@@ -157,6 +202,13 @@ class InternalNetworkASGIMiddleware:
                 scope.get("path"),
                 address or "an unknown address",
                 peer,
+            )
+            await sync_to_async(_audit_refusal)(
+                "websocket",
+                scope.get("path", ""),
+                address,
+                peer,
+                scope=dict(scope, client=[str(address) if address else "", 0]),
             )
             message = await receive()
             if message["type"] == "websocket.connect":

@@ -90,6 +90,7 @@ CSRF_TRUSTED_ORIGINS = _origins(ALLOWED_HOSTS, "https", PUBLIC_PORT, 443)
 
 INSTALLED_APPS = [
     "daphne",
+    "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -106,6 +107,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Before the network check: it reads the TCP peer, and refusals get a request id too.
+    "project.request_context.RequestContextMiddleware",
     "project.network.InternalNetworkMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -215,6 +218,7 @@ CSRF_COOKIE_NAME = "__Host-csrftoken"
 CSRF_COOKIE_SECURE = True
 CSRF_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SAMESITE = "Strict"
+CSRF_FAILURE_VIEW = "project.views.csrf_failure"
 
 # CSP host sources cannot spell IPv6 literals; 'self' still covers a page served from one.
 _WEBSOCKET_ORIGINS = _origins(
@@ -240,6 +244,14 @@ SILENCED_SYSTEM_CHECKS = [
     # browsers for public domains; intranet host names cannot and should not be on it.
     "security.W021",
 ]
+
+# --- Audit log ---------------------------------------------------------------------------
+
+# Mirror every audit event as one JSON line to the "audit.mirror" logger, so that syslog or
+# a file keeps an independent copy; AUDIT_SYSLOG sends that logger to a syslog server
+# ("/dev/log", or "host:port" for UDP).
+AUDIT_MIRROR = env_bool("AUDIT_MIRROR", False)
+AUDIT_SYSLOG = env_str("AUDIT_SYSLOG")
 
 # --- Static files, i18n, logging ---------------------------------------------------------
 
@@ -272,5 +284,21 @@ LOGGING = {
     "loggers": {
         "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "project": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "audit.mirror": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }
+if AUDIT_SYSLOG:
+    _host, _, _port = AUDIT_SYSLOG.rpartition(":")
+    if not AUDIT_SYSLOG.startswith("/") and not (_host and _port.isdigit()):
+        raise ImproperlyConfigured(
+            f"AUDIT_SYSLOG={AUDIT_SYSLOG!r}: use a socket path such as /dev/log, "
+            "or host:port such as syslog.corp.example:514."
+        )
+    LOGGING["handlers"]["audit_syslog"] = {
+        "class": "logging.handlers.SysLogHandler",
+        "address": AUDIT_SYSLOG if AUDIT_SYSLOG.startswith("/") else (_host, int(_port)),
+        "facility": "authpriv",
+        "formatter": "mirror",
+    }
+    LOGGING["formatters"]["mirror"] = {"format": "chat-audit: %(message)s"}
+    LOGGING["loggers"]["audit.mirror"]["handlers"].append("audit_syslog")

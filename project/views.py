@@ -67,3 +67,32 @@ async def healthz(request):
         {"status": "ok" if healthy else "failing", "checks": checks},
         status=200 if healthy else 503,
     )
+
+
+def permission_denied(request, exception=None):
+    """403 for a signed-in user who may not open a page; recorded as permission.denied."""
+    from audit.log import record
+
+    record(
+        "permission.denied",
+        outcome="denied",
+        request=request,
+        method=request.method,
+        path=request.path[:200],
+    )
+    return render(request, "403.html", status=403)
+
+
+def csrf_failure(request, reason=""):
+    """403 for a form post that failed the CSRF check; recorded as csrf.failure."""
+    from audit.log import record
+
+    record(
+        "csrf.failure",
+        outcome="denied",
+        request=request,
+        method=request.method,
+        path=request.path[:200],
+        reason=reason,
+    )
+    return render(request, "403_csrf.html", status=403)

@@ -1,5 +1,8 @@
+import pytest
 from asgiref.testing import ApplicationCommunicator
 from django.core.handlers.asgi import ASGIHandler
+
+pytestmark = pytest.mark.django_db(transaction=True)
 
 REFUSED_TEXT = b"Not available from your network"
 

@@ -1,9 +1,14 @@
 import ipaddress
 
+import pytest
+
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.testing import WebsocketCommunicator
 
 from project.network import InternalNetworkASGIMiddleware, NetworkPolicy
+
+# Consumers close stale database connections, and refusals are written to the audit log.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 class EchoClientAddress(AsyncWebsocketConsumer):

@@ -1,0 +1,194 @@
+"""``record()``: the one way to write an audit event.
+
+Callable from views, consumers, services, signal receivers and management commands;
+``arecord()`` is the same for async code. Who, from where and under which request id are
+taken from the request (or, in signal receivers, from the request being served) or from a
+websocket's ASGI scope. Details are stored as JSON data, never formatted into a line, so a
+username or path containing newlines or quotes cannot forge another entry.
+"""
+
+import datetime
+import json
+import logging
+import re
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models, transaction
+
+from audit import chain
+from audit.models import AuditEvent
+from project.request_context import current_request, new_request_id
+
+mirror_logger = logging.getLogger("audit.mirror")
+
+USER_AGENT_MAX = 256
+TARGET_MAX = 200
+_ACTION = re.compile(r"[a-z][a-z_]*(\.[a-z][a-z_]*)*")
+# A detail key made of any of these words could carry a secret or someone's words.
+FORBIDDEN_DETAIL_WORDS = frozenset(
+    {
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "code",
+        "codes",
+        "otp",
+        "key",
+        "keys",
+        "content",
+        "text",
+        "message",
+        "prompt",
+    }
+)
+
+
+class AuditDetailError(ValueError):
+    """A detail that must not be written to the audit log."""
+
+
+def _check_details(value, path: str = "") -> None:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if not isinstance(key, str):
+                raise AuditDetailError(f"Audit detail keys must be strings, not {key!r}.")
+            words = set(re.split(r"[^a-z]+", key.lower()))
+            if words & FORBIDDEN_DETAIL_WORDS:
+                raise AuditDetailError(
+                    f"Audit detail {path}{key!r} could carry a secret or content; "
+                    "record a length, a count or an id instead."
+                )
+            _check_details(inner, f"{path}{key}.")
+    elif isinstance(value, list | tuple):
+        for inner in value:
+            _check_details(inner, path)
+
+
+def _as_json_data(details: dict) -> dict:
+    """Details exactly as they will read back from the database (dates become strings)."""
+    return json.loads(json.dumps(details, cls=DjangoJSONEncoder))
+
+
+def _target_label(target) -> str:
+    if target is None:
+        return ""
+    if isinstance(target, models.Model):
+        return f"{target._meta.label_lower}:{target.pk}"
+    return str(target)[:TARGET_MAX]
+
+
+def _scope_header(scope, name: bytes) -> str:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return ""
+
+
+def _authenticated(user):
+    return user if user is not None and getattr(user, "is_authenticated", False) else None
+
+
+def _context(request, scope) -> dict:
+    """Actor, address, user agent and request id from a request or a websocket scope."""
+    if scope is not None:
+        client = scope.get("client")
+        return {
+            "user": _authenticated(scope.get("user")),
+            "source_ip": client[0] if client else "",
+            "user_agent": _scope_header(scope, b"user-agent"),
+            "request_id": scope.get("request_id", ""),
+        }
+    if request is not None:
+        return {
+            "user": _authenticated(getattr(request, "user", None)),
+            "source_ip": request.META.get("REMOTE_ADDR", ""),
+            "user_agent": request.META.get("HTTP_USER_AGENT", ""),
+            "request_id": getattr(request, "request_id", ""),
+        }
+    return {"user": None, "source_ip": "", "user_agent": "", "request_id": ""}
+
+
+def as_mirror_line(event: AuditEvent) -> str:
+    """One JSON line for an independent copy of the event (syslog, a file, a SIEM)."""
+    return json.dumps(
+        {
+            "sequence": event.sequence,
+            "time": event.created_at.astimezone(datetime.UTC).isoformat(),
+            "action": event.action,
+            "outcome": event.outcome,
+            "actor": event.actor_username,
+            "actor_id": event.actor_id,
+            "target": event.target,
+            "source_ip": event.source_ip,
+            "user_agent": event.user_agent,
+            "request_id": event.request_id,
+            "details": event.details,
+            "hash": event.hash,
+        },
+        ensure_ascii=True,
+        sort_keys=True,
+    )
+
+
+def record(
+    action: str,
+    *,
+    actor=None,
+    outcome: str = AuditEvent.Outcome.SUCCESS,
+    target=None,
+    request=None,
+    scope=None,
+    **details,
+) -> AuditEvent:
+    """Append an event to the audit log and return it.
+
+    ``actor`` defaults to the signed-in user of ``request`` or ``scope``; ``request``
+    defaults to the request being served. Details may not use keys that could carry a
+    secret or content (see FORBIDDEN_DETAIL_WORDS).
+    """
+    if not _ACTION.fullmatch(action):
+        raise AuditDetailError(f"{action!r} is not an action name such as login.failure.")
+    if outcome not in AuditEvent.Outcome.values:
+        raise AuditDetailError(f"{outcome!r} is not one of {AuditEvent.Outcome.values}.")
+    _check_details(details)
+    if request is None and scope is None:
+        request = current_request()
+    context = _context(request, scope)
+    actor = actor if actor is not None else context["user"]
+    event = chain.append(
+        actor=actor if actor is not None and actor.pk is not None else None,
+        actor_username=actor.get_username() if actor is not None else "",
+        action=action,
+        outcome=outcome,
+        target=_target_label(target),
+        source_ip=context["source_ip"] or "",
+        user_agent=(context["user_agent"] or "")[:USER_AGENT_MAX],
+        request_id=context["request_id"] or new_request_id(),
+        details=_as_json_data(details),
+    )
+    if settings.AUDIT_MIRROR:
+        line = as_mirror_line(event)
+        transaction.on_commit(lambda: mirror_logger.info(line))
+    return event
+
+
+arecord = sync_to_async(record)
+arecord.__doc__ = "``record()`` for async code (consumers)."
+
+
+def purge(before: datetime.datetime, *, actor=None) -> chain.PurgeResult:
+    """Remove events older than ``before`` and record the checkpoint, in one transaction."""
+    with transaction.atomic():
+        result = chain.purge(before)
+        record(
+            chain.PURGE_ACTION,
+            actor=actor,
+            before=before.isoformat(),
+            removed=result.removed,
+            last_removed_sequence=result.last_removed_sequence,
+            last_removed_hash=result.last_removed_hash,
+        )
+    return result
