@@ -10,8 +10,9 @@ PIP := $(PY) -m pip --disable-pip-version-check
 # The CPU build of torch; without it a plain `torch` requirement pulls the CUDA build (GBs).
 TORCH_CPU ?= torch==2.13.0
 PYTEST_ARGS ?=
+TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: run test test-fast install install-dev torch secrets cert migrate static lint format clean
+.PHONY: run test test-fast test-postgres install install-dev torch secrets cert migrate static lint format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -66,10 +67,24 @@ format: install-dev
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# The whole suite: lint, unit tests, system tests (real processes) and browser tests.
+# The whole suite: lint, unit tests, system tests (real processes) and browser tests,
+# then the database-facing unit tests once more on PostgreSQL.
 test: install-dev lint
 	$(PY) -m project.keys
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) test-postgres
+
+# Unit tests whose behaviour depends on the database (append-only triggers, row locks,
+# JSON lookups) against PostgreSQL. Under CI=true an unreachable server is a failure.
+test-postgres: install-dev
+	@if $(PY) -m tests.support.services postgres "$(TEST_POSTGRES_URL)"; then \
+	  DATABASE_URL="$(TEST_POSTGRES_URL)" $(PY) -m pytest -m "not system and not e2e" \
+	    -p no:cacheprovider --create-db tests/audit $(PYTEST_ARGS); \
+	elif [ "$$CI" = "true" ]; then \
+	  echo "PostgreSQL at $(TEST_POSTGRES_URL) is not answering; CI=true requires it." >&2; exit 1; \
+	else \
+	  echo "PostgreSQL at $(TEST_POSTGRES_URL) is not answering: PostgreSQL pass skipped."; \
+	fi
 
 # Everything but the slow system and browser tests, for quick iterations.
 test-fast: install-dev

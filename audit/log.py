@@ -44,6 +44,9 @@ FORBIDDEN_DETAIL_WORDS = frozenset(
         "prompt",
     }
 )
+# ...unless the key ends in one of these: then it describes such a thing, not its value
+# (content_length, backup_codes_left, key_id).
+METADATA_SUFFIXES = frozenset({"count", "left", "length", "id", "ids", "fingerprint", "sequence"})
 
 
 class AuditDetailError(ValueError):
@@ -55,8 +58,8 @@ def _check_details(value, path: str = "") -> None:
         for key, inner in value.items():
             if not isinstance(key, str):
                 raise AuditDetailError(f"Audit detail keys must be strings, not {key!r}.")
-            words = set(re.split(r"[^a-z]+", key.lower()))
-            if words & FORBIDDEN_DETAIL_WORDS:
+            words = [word for word in re.split(r"[^a-z]+", key.lower()) if word]
+            if set(words) & FORBIDDEN_DETAIL_WORDS and words[-1] not in METADATA_SUFFIXES:
                 raise AuditDetailError(
                     f"Audit detail {path}{key!r} could carry a secret or content; "
                     "record a length, a count or an id instead."

@@ -21,6 +21,12 @@ def _plain_static_storage(settings):
     }
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """PBKDF2 with few iterations: the same code path, without a second per login."""
+    settings.PASSWORD_HASHERS = ["tests.support.hashers.FastPBKDF2PasswordHasher"]
+
+
 @pytest.fixture
 def free_port() -> int:
     return _free_port()

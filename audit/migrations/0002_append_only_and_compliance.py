@@ -32,12 +32,12 @@ DROP FUNCTION IF EXISTS audit_event_append_only();
 
 def install_triggers(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(CREATE_TRIGGERS)
+        schema_editor.execute(CREATE_TRIGGERS, params=None)
 
 
 def remove_triggers(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(DROP_TRIGGERS)
+        schema_editor.execute(DROP_TRIGGERS, params=None)
 
 
 def create_head(apps, schema_editor):

@@ -1,7 +1,6 @@
 import ipaddress
 
 import pytest
-
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.testing import WebsocketCommunicator
 

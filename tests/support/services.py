@@ -69,3 +69,12 @@ def environ_without_profile() -> dict[str, str]:
     names |= {"TLS_CERT", "TLS_KEY", "TLS_CHAIN", "VAR_DIR", "INTERNAL_NETWORKS"}
     names |= {"TRUSTED_PROXIES", "ALLOWED_HOSTS", "PORT", "BIND", "DEBUG"}
     return {key: value for key, value in os.environ.items() if key not in names}
+
+
+if __name__ == "__main__":
+    # `python -m tests.support.services postgres URL`: exit 0 when the server answers.
+    import sys
+
+    kind, url = sys.argv[1], sys.argv[2]
+    answers = postgres_answers(url) if kind == "postgres" else redis_answers(url)
+    sys.exit(0 if answers else 1)

@@ -1,0 +1,132 @@
+import json
+import logging
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
+from django.test import RequestFactory
+
+from audit.log import AuditDetailError, arecord, record
+from audit.models import AuditEvent
+
+pytestmark = pytest.mark.django_db
+
+
+def _request(**meta):
+    request = RequestFactory().get("/somewhere", **meta)
+    request.request_id = "req-123"
+    return request
+
+
+def test_it_fills_who_when_and_where_from_the_request(employee):
+    request = _request(REMOTE_ADDR="10.1.2.3", HTTP_USER_AGENT="Firefox/140")
+    request.user = employee
+
+    event = record("conversation.created", request=request, target="conversation:7", turns=1)
+
+    stored = AuditEvent.objects.get(pk=event.pk)
+    assert stored.actor == employee
+    assert stored.actor_username == "alice"
+    assert stored.source_ip == "10.1.2.3"
+    assert stored.user_agent == "Firefox/140"
+    assert stored.request_id == "req-123"
+    assert stored.target == "conversation:7"
+    assert stored.details == {"turns": 1}
+    assert stored.outcome == "success"
+    assert stored.created_at.utcoffset().total_seconds() == 0
+
+
+def test_the_username_is_kept_as_it_was_when_the_user_is_renamed(employee):
+    event = record("login.success", actor=employee)
+    employee.username = "alice.smith"
+    employee.save()
+
+    assert AuditEvent.objects.get(pk=event.pk).actor_username == "alice"
+
+
+def test_a_model_target_is_named_by_label_and_key(employee):
+    event = record("user.changed", target=employee)
+
+    assert event.target == f"auth.user:{employee.pk}"
+
+
+@pytest.mark.parametrize(
+    "key", ["password", "new_password", "token", "otp_code", "api_key", "content", "text", "codes"]
+)
+def test_it_refuses_details_that_could_carry_secrets_or_content(key):
+    with pytest.raises(AuditDetailError, match="could carry a secret or content"):
+        record("test.event", **{key: "x"})
+
+    assert AuditEvent.objects.count() == 0
+
+
+def test_it_refuses_secret_keys_nested_inside_details():
+    with pytest.raises(AuditDetailError):
+        record("test.event", form={"fields": {"password": "x"}})
+
+
+def test_lengths_and_counts_are_fine():
+    event = record("message.sent", content_length=42, backup_codes_left=9, key_id="k1")
+
+    assert event.details == {"content_length": 42, "backup_codes_left": 9, "key_id": "k1"}
+
+
+def test_the_user_agent_is_truncated():
+    event = record("test.event", request=_request(HTTP_USER_AGENT="A" * 1000))
+
+    assert len(event.user_agent) == 256
+
+
+def test_a_malformed_action_name_is_refused():
+    with pytest.raises(AuditDetailError, match="is not an action name"):
+        record("Login Failure")
+
+
+def test_each_event_without_a_request_still_gets_a_request_id():
+    event = record("worker.started")
+
+    assert len(event.request_id) == 32
+
+
+def test_details_that_look_like_log_lines_stay_data():
+    forged = 'bob\n2026-01-01 login.success by admin {"outcome": "success"}'
+
+    event = record("login.failure", outcome="failure", username_tried=forged)
+
+    assert AuditEvent.objects.get(pk=event.pk).details["username_tried"] == forged
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_mirror_writes_one_json_line_per_committed_event(settings, caplog):
+    settings.AUDIT_MIRROR = True
+    forged = "bob\nFAKE login.success by admin"
+
+    with caplog.at_level(logging.INFO, logger="audit.mirror"):
+        record("login.failure", outcome="failure", username_tried=forged)
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "audit.mirror"]
+    assert len(lines) == 1
+    assert "\n" not in lines[0]
+    assert json.loads(lines[0])["details"]["username_tried"] == forged
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_async_code_records_from_a_websocket_scope(employee):
+    scope = {
+        "type": "websocket",
+        "client": ["192.168.5.5", 40000],
+        "headers": [(b"user-agent", b"Chromium/156")],
+        "user": employee,
+        "request_id": "ws-1",
+    }
+
+    event = await arecord("websocket.refused", outcome="denied", scope=scope, reason="origin")
+    # The event was written from asgiref's database thread; close its connection there.
+    await sync_to_async(connections.close_all)()
+
+    assert (event.actor_username, event.source_ip, event.user_agent, event.request_id) == (
+        "alice",
+        "192.168.5.5",
+        "Chromium/156",
+        "ws-1",
+    )
