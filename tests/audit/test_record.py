@@ -130,3 +130,26 @@ async def test_async_code_records_from_a_websocket_scope(employee):
         "Chromium/156",
         "ws-1",
     )
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_refused_websocket_is_recorded_with_the_client_address():
+    from channels.testing import WebsocketCommunicator
+
+    from project.asgi import application
+
+    async def from_outside(scope, receive, send):
+        return await application(dict(scope, client=["198.51.100.8", 1]), receive, send)
+
+    communicator = WebsocketCommunicator(from_outside, "/ws/chat/")
+    connected, _ = await communicator.connect()
+    await communicator.disconnect()
+
+    assert connected is False
+    event = await AuditEvent.objects.filter(action="network.refused").aget()
+    assert (event.source_ip, event.details["channel"], event.details["path"]) == (
+        "198.51.100.8",
+        "websocket",
+        "/ws/chat/",
+    )
+    await sync_to_async(connections.close_all)()

@@ -1,5 +1,3 @@
-import sys
-
 from django.core.management.base import BaseCommand
 
 from audit.export import lines
@@ -36,12 +34,11 @@ class Command(BaseCommand):
             events = events.filter(sequence__lte=last)
         rows = events.count()
         record("audit.exported", format=format, filters=filters, rows=rows, via="command")
-        stream = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout  # noqa: SIM115
-        try:
-            for line in lines(events.iterator(chunk_size=2000), format):
-                stream.write(line)
-        finally:
-            if output:
-                stream.close()
-        if output:
-            self.stderr.write(f"Wrote {rows} events to {output}.")
+        exported = lines(events.iterator(chunk_size=2000), format)
+        if not output:
+            for line in exported:
+                self.stdout.write(line, ending="")
+            return
+        with open(output, "w", encoding="utf-8", newline="") as stream:
+            stream.writelines(exported)
+        self.stderr.write(f"Wrote {rows} events to {output}.")
