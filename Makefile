@@ -12,7 +12,7 @@ TORCH_CPU ?= torch==2.13.0
 PYTEST_ARGS ?=
 TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: run test test-fast test-postgres install install-dev torch secrets cert migrate static lint format clean
+.PHONY: run test test-fast test-postgres browser install install-dev torch secrets cert migrate static lint format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -67,9 +67,18 @@ format: install-dev
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads one).
+browser:
+	@if [ -x /usr/bin/chromium ]; then exit 0; fi; \
+	echo "Installing Debian's chromium for the browser tests"; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+	$$SUDO apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver \
+	  || { echo "Could not install chromium: run 'apt-get install chromium chromium-driver' as root." >&2; exit 1; }
+
 # The whole suite: lint, unit tests, system tests (real processes) and browser tests,
 # then the database-facing unit tests once more on PostgreSQL.
-test: install-dev lint
+test: install-dev lint browser
 	$(PY) -m project.keys
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(MAKE) test-postgres

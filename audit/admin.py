@@ -60,7 +60,7 @@ class ActionFilter(admin.SimpleListFilter):
 class AuditEventAdmin(admin.ModelAdmin):
     list_display = (
         "sequence",
-        "created_at",
+        "time_utc",
         "action",
         "outcome",
         "actor_username",
@@ -96,6 +96,10 @@ class AuditEventAdmin(admin.ModelAdmin):
         "hash",
         "key_id",
     )
+
+    @admin.display(description="time (UTC)", ordering="created_at")
+    def time_utc(self, event):
+        return event.created_at.strftime("%Y-%m-%d %H:%M:%S")
 
     @admin.display(description="details")
     def details_pretty(self, event):

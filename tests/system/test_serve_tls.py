@@ -84,7 +84,7 @@ def test_responses_carry_the_security_headers(site):
     assert "unsafe-inline" not in csp
     assert "frame-ancestors 'none'" in csp
     assert headers["x-frame-options"] == "DENY"
-    assert headers["referrer-policy"] == "no-referrer"
+    assert headers["referrer-policy"] == "same-origin"
     assert headers["cross-origin-opener-policy"] == "same-origin"
     assert headers["x-content-type-options"] == "nosniff"
     assert "server" not in headers
