@@ -77,7 +77,8 @@ def test_a_compliance_officer_filters_opens_exports_and_verifies(page, screensho
     page.go_back()
     with page.expect_download() as download:
         page.click("a.audit-export-csv")
-    rows = list(csv.DictReader(io.StringIO(open(download.value.path()).read())))
+    exported = download.value.path().read_text()
+    rows = list(csv.DictReader(io.StringIO(exported)))
     assert [row["action"] for row in rows] == ["login.failure"]
 
     page.click("text=Verify chain")
