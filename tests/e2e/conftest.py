@@ -24,8 +24,10 @@ def spki_pin(cert_path: Path) -> str:
     return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright_instance():
+    """Playwright's sync API keeps an event loop running in this thread while it is open:
+    stop it after each module so that later tests can run their own loops."""
     if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium package.")
     from playwright.sync_api import sync_playwright
