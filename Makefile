@@ -56,7 +56,9 @@ migrate: secrets
 static: secrets
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 
+# The first run creates an admin account and prints its generated password once.
 run: cert migrate static
+	$(PY) manage.py createuser admin --admin --if-no-users
 	$(PY) manage.py serve
 
 lint: install-dev

@@ -5,3 +5,6 @@ class AccountsConfig(AppConfig):
     """Two-factor login, enrolment, backup codes, lockout and user administration."""
 
     name = "accounts"
+
+    def ready(self):
+        from accounts import receivers  # noqa: F401 (connects the signal receivers)

@@ -1,7 +1,8 @@
 """ASGI entry point: Django for HTTP, Channels for websockets.
 
 Websockets pass the internal-network check first, then the Origin check against
-ALLOWED_HOSTS, then session authentication, then the URL router.
+ALLOWED_HOSTS, then session authentication and the second-factor check, then the URL
+router. Every refusal before accept is recorded as websocket.refused.
 """
 
 import os
@@ -16,6 +17,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402 (needs the app regis
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from accounts.websocket import AuditWebsocketRefusals, RequireVerifiedSession  # noqa: E402
 from project.network import InternalNetworkASGIMiddleware  # noqa: E402
 from project.routing import websocket_urlpatterns  # noqa: E402
 
@@ -23,7 +25,11 @@ application = ProtocolTypeRouter(
     {
         "http": django_application,
         "websocket": InternalNetworkASGIMiddleware(
-            AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+            AuditWebsocketRefusals(
+                AllowedHostsOriginValidator(
+                    AuthMiddlewareStack(RequireVerifiedSession(URLRouter(websocket_urlpatterns)))
+                )
+            )
         ),
     }
 )

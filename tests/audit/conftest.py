@@ -21,11 +21,11 @@ def compliance_officer():
 
 @pytest.fixture
 def compliance_client(client, compliance_officer):
-    client.force_login(compliance_officer)
+    personas.login_2fa(client, compliance_officer)
     return client
 
 
 @pytest.fixture
 def admin_client_secure(client, admin_user):
-    client.force_login(admin_user)
+    personas.login_2fa(client, admin_user)
     return client

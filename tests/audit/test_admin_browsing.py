@@ -9,6 +9,7 @@ from django.test import Client
 
 from audit.log import record
 from audit.models import AuditEvent
+from tests.support.personas import login_2fa
 
 pytestmark = pytest.mark.django_db
 
@@ -196,7 +197,7 @@ def test_the_admin_index_shows_compliance_only_the_audit_log(compliance_client):
 
 def test_an_employee_cannot_open_the_admin(employee):
     client = Client()
-    client.force_login(employee)
+    login_2fa(client, employee)
 
     response = get(client, LIST)
 

@@ -7,8 +7,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 REFUSED_TEXT = b"Not available from your network"
 
 
+# The sign-in page is the one page served without signing in.
+PAGE = "/accounts/login/"
+
+
 def test_a_request_from_the_intranet_is_served(client):
-    response = client.get("/", REMOTE_ADDR="10.20.30.40", secure=True)
+    response = client.get(PAGE, REMOTE_ADDR="10.20.30.40", secure=True)
 
     assert response.status_code == 200
 
@@ -29,7 +33,7 @@ def test_static_files_are_refused_to_outsiders_too(client):
 
 def test_an_ipv6_outsider_is_refused_and_an_ipv6_insider_served(client):
     assert client.get("/", REMOTE_ADDR="2001:db8::1", secure=True).status_code == 403
-    assert client.get("/", REMOTE_ADDR="fd00::1", secure=True).status_code == 200
+    assert client.get(PAGE, REMOTE_ADDR="fd00::1", secure=True).status_code == 200
 
 
 def test_a_forged_forwarded_for_header_does_not_let_an_outsider_in(client):
@@ -47,7 +51,7 @@ def test_behind_a_trusted_proxy_the_forwarded_client_is_judged(client, settings)
         "/", REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="203.0.113.5", secure=True
     )
     insider = client.get(
-        "/", REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="192.168.4.4", secure=True
+        PAGE, REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="192.168.4.4", secure=True
     )
 
     assert outsider.status_code == 403
@@ -101,7 +105,7 @@ def test_only_a_trusted_proxy_may_claim_the_request_was_https(rf, settings):
 
 
 async def _asgi_status(client_address: str) -> int:
-    """The status Django's ASGI handler answers for GET / from ``client_address``."""
+    """The status Django's ASGI handler answers for GET PAGE from ``client_address``."""
     communicator = ApplicationCommunicator(
         ASGIHandler(),
         {
@@ -110,8 +114,8 @@ async def _asgi_status(client_address: str) -> int:
             "http_version": "1.1",
             "method": "GET",
             "scheme": "https",
-            "path": "/",
-            "raw_path": b"/",
+            "path": PAGE,
+            "raw_path": PAGE.encode(),
             "query_string": b"",
             "headers": [(b"host", b"localhost")],
             "client": [client_address, 50000],

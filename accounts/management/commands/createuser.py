@@ -1,0 +1,59 @@
+import secrets
+import sys
+
+from django.contrib.auth import get_user_model, password_validation
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from accounts import services
+
+
+class Command(BaseCommand):
+    help = (
+        "Create an account (in Employees; --admin adds Admins, --compliance adds Compliance). "
+        "The user sets up two-step verification at the first sign-in."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("username")
+        parser.add_argument("--email", default="")
+        parser.add_argument("--admin", action="store_true", help="may manage users and groups")
+        parser.add_argument(
+            "--compliance", action="store_true", help="may read the audit log, nothing else"
+        )
+        parser.add_argument(
+            "--password-stdin",
+            action="store_true",
+            help="read the password from standard input instead of generating one",
+        )
+        parser.add_argument(
+            "--if-no-users",
+            action="store_true",
+            help="do nothing unless the database has no user yet (used by `make run`)",
+        )
+
+    def handle(self, *args, username, email, admin, compliance, password_stdin, if_no_users, **o):
+        users = get_user_model().objects
+        if if_no_users and users.exists():
+            return
+        if users.filter(username=username).exists():
+            raise CommandError(f"A user named {username!r} already exists.")
+        if password_stdin:
+            password = sys.stdin.readline().rstrip("\n")
+            candidate = get_user_model()(username=username, email=email)
+            try:
+                password_validation.validate_password(password, candidate)
+            except ValidationError as exc:
+                raise CommandError("The password was refused: " + " ".join(exc.messages)) from None
+        else:
+            password = secrets.token_urlsafe(15)
+        user = services.create_user(
+            username=username, password=password, email=email, admin=admin, compliance=compliance
+        )
+        roles = ["employee"] + (["admin"] * admin) + (["compliance"] * compliance)
+        self.stdout.write(f"Created {user.get_username()} ({', '.join(roles)}).")
+        if not password_stdin:
+            self.stdout.write(
+                f"Password: {password}\n"
+                "It is shown only now. Sign in, set up two-step verification, then change it."
+            )

@@ -1,0 +1,185 @@
+"""Second factors and sign-in sessions.
+
+Both devices are django-otp ``Device`` subclasses, so django-otp's verification, session
+handling and throttling apply. They differ from django-otp's own TOTP and static devices in
+how they keep secrets: the TOTP key is encrypted with the project keyring, and backup codes
+are stored only as password hashes (ASVS 6.5.2).
+"""
+
+import base64
+import secrets
+import time
+from urllib.parse import quote, urlencode
+
+from django.conf import settings
+from django.contrib.auth.hashers import check_password, make_password
+from django.db import models, transaction
+from django.utils import timezone
+from django_otp.models import Device, ThrottlingMixin, TimestampMixin
+from django_otp.oath import TOTP
+
+from project.crypto import EncryptedTextField
+
+TOTP_KEY_BYTES = 20  # 160 bits, RFC 4226's recommended length
+BACKUP_CODE_COUNT = 10
+# 10 characters from 31 without look-alikes (0/o, 1/l/i): about 49 bits per code.
+BACKUP_CODE_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+BACKUP_CODE_LENGTH = 10
+BACKUP_CODE_HASHER = "backup_code_pbkdf2"
+
+
+def new_totp_key() -> str:
+    return secrets.token_hex(TOTP_KEY_BYTES)
+
+
+class TOTPDevice(TimestampMixin, ThrottlingMixin, Device):
+    """An authenticator app (RFC 6238 time-based codes) belonging to one user.
+
+    Unconfirmed until the user types the first valid code during enrolment. Each code is
+    accepted once only: a code whose time step is not newer than the last one used fails.
+    """
+
+    key = EncryptedTextField(
+        default=new_totp_key,
+        help_text="The shared secret, encrypted with the project keyring; never shown.",
+    )
+    step = models.PositiveSmallIntegerField(default=30, help_text="Seconds per code.")
+    digits = models.PositiveSmallIntegerField(default=6)
+    tolerance = models.PositiveSmallIntegerField(
+        default=1, help_text="Codes from this many steps before or after now are accepted."
+    )
+    drift = models.SmallIntegerField(
+        default=0, help_text="How many steps the user's phone clock is known to be off."
+    )
+    last_t = models.BigIntegerField(
+        default=-1, help_text="Time step of the last accepted code; older ones are refused."
+    )
+
+    class Meta(Device.Meta):
+        verbose_name = "authenticator app"
+
+    @property
+    def bin_key(self) -> bytes:
+        return bytes.fromhex(self.key)
+
+    @property
+    def base32_key(self) -> str:
+        return base64.b32encode(self.bin_key).decode("ascii").rstrip("=")
+
+    def config_url(self, issuer: str) -> str:
+        """The otpauth:// URI an authenticator app reads from the QR code."""
+        issuer = issuer.replace(":", "")
+        label = quote(f"{issuer}:{self.user.get_username()}")
+        params = urlencode(
+            {
+                "secret": self.base32_key,
+                "issuer": issuer,
+                "algorithm": "SHA1",
+                "digits": self.digits,
+                "period": self.step,
+            },
+            quote_via=quote,
+        )
+        return f"otpauth://totp/{label}?{params}"
+
+    def get_throttle_factor(self):
+        return settings.OTP_TOTP_THROTTLE_FACTOR
+
+    def verify_token(self, token) -> bool:
+        allowed, _ = self.verify_is_allowed()
+        if not allowed:
+            return False
+        token = str(token).strip().replace(" ", "")
+        verified = False
+        if token.isdigit() and len(token) == self.digits:
+            totp = TOTP(self.bin_key, self.step, 0, self.digits, self.drift)
+            totp.time = time.time()
+            verified = totp.verify(int(token), self.tolerance, self.last_t + 1)
+        if verified:
+            self.last_t = totp.t()
+            self.drift = totp.drift
+            self.throttle_reset(commit=False)
+            self.set_last_used_timestamp(commit=False)
+            self.save()
+        else:
+            self.throttle_increment(commit=True)
+        return verified
+
+
+def normalise_backup_code(code: str) -> str:
+    return "".join(ch for ch in str(code).lower() if ch.isalnum())
+
+
+def format_backup_code(code: str) -> str:
+    return f"{code[:5]}-{code[5:]}"
+
+
+class BackupCodeDevice(ThrottlingMixin, Device):
+    """A user's set of single-use backup codes, for when the phone is lost.
+
+    The codes are shown once, when generated; only their hashes are kept (``BackupCode``).
+    """
+
+    class Meta(Device.Meta):
+        verbose_name = "backup codes"
+
+    def get_throttle_factor(self):
+        return settings.OTP_TOTP_THROTTLE_FACTOR
+
+    def codes_left(self) -> int:
+        return self.codes.filter(used_at__isnull=True).count()
+
+    def replace_codes(self) -> list[str]:
+        """Delete the old codes and make new ones; returns them in plain text, once."""
+        plain = [
+            "".join(secrets.choice(BACKUP_CODE_ALPHABET) for _ in range(BACKUP_CODE_LENGTH))
+            for _ in range(BACKUP_CODE_COUNT)
+        ]
+        self.codes.all().delete()
+        BackupCode.objects.bulk_create(
+            BackupCode(device=self, code_hash=make_password(code, hasher=BACKUP_CODE_HASHER))
+            for code in plain
+        )
+        return [format_backup_code(code) for code in plain]
+
+    def verify_token(self, token) -> bool:
+        allowed, _ = self.verify_is_allowed()
+        if not allowed:
+            return False
+        code = normalise_backup_code(token)
+        if len(code) == BACKUP_CODE_LENGTH:
+            # The row lock stops two simultaneous sign-ins from spending the same code.
+            with transaction.atomic():
+                for candidate in self.codes.select_for_update().filter(used_at__isnull=True):
+                    if check_password(code, candidate.code_hash):
+                        candidate.used_at = timezone.now()
+                        candidate.save(update_fields=["used_at"])
+                        self.throttle_reset(commit=True)
+                        return True
+        self.throttle_increment(commit=True)
+        return False
+
+
+class BackupCode(models.Model):
+    """One backup code, as a password hash; ``used_at`` is set when it is spent."""
+
+    device = models.ForeignKey(BackupCodeDevice, on_delete=models.CASCADE, related_name="codes")
+    code_hash = models.CharField(max_length=128)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"backup code of {self.device.user} ({'used' if self.used_at else 'unused'})"
+
+
+class SignInSession(models.Model):
+    """A browser session of a signed-in user, so that all of a user's sessions can be ended
+    (password change, 2FA reset, deactivation) and their websockets closed."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sign_in_sessions"
+    )
+    session_key = models.CharField(max_length=40, unique=True)
+    started_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return f"session of {self.user} since {self.started_at:%Y-%m-%d %H:%M}"

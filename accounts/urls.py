@@ -1,0 +1,15 @@
+from django.urls import path
+
+from accounts import views
+
+app_name = "accounts"
+
+urlpatterns = [
+    path("login/", views.sign_in, name="login"),
+    path("verify/", views.verify, name="verify"),
+    path("enrol/", views.enrol, name="enrol"),
+    path("", views.account, name="account"),
+    path("backup-codes/", views.regenerate_backup_codes, name="backup_codes"),
+    path("password/", views.PasswordChangeView.as_view(), name="password_change"),
+    path("logout/", views.sign_out, name="logout"),
+]

@@ -1,0 +1,165 @@
+"""Sign-in in two steps, enrolment, backup codes and the account page."""
+
+import segno
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.shortcuts import redirect, render
+from django.urls import reverse, reverse_lazy
+from django.utils.decorators import method_decorator
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_http_methods
+
+from accounts import services
+from accounts.forms import CodeForm
+from audit.log import record
+
+
+def _next_url(request) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=True
+    ):
+        return target
+    return settings.LOGIN_REDIRECT_URL
+
+
+def _with_next(path: str, request) -> str:
+    target = _next_url(request)
+    return path if target == settings.LOGIN_REDIRECT_URL else f"{path}?next={target}"
+
+
+class SignInView(auth_views.LoginView):
+    """Step one: username and password (django-axes counts the failures)."""
+
+    template_name = "accounts/login.html"
+
+    def get_success_url(self):
+        user = self.request.user
+        step = "accounts:verify" if services.confirmed_totp_device(user) else "accounts:enrol"
+        return _with_next(reverse(step), self.request)
+
+
+@never_cache
+@sensitive_post_parameters("code")
+@require_http_methods(["GET", "POST"])
+def verify(request):
+    """Step two: a code from the authenticator app, or a backup code."""
+    if request.user.is_verified():
+        return redirect(_next_url(request))
+    if services.confirmed_totp_device(request.user) is None:
+        return redirect(_with_next(reverse("accounts:enrol"), request))
+    form = CodeForm(request.POST or None)
+    wait_seconds = 0
+    if request.method == "POST" and form.is_valid():
+        result = services.verify_second_factor(request, form.cleaned_data["code"])
+        if result.ok:
+            return redirect(_next_url(request))
+        form.add_error("code", result.message)
+        wait_seconds = result.wait_seconds
+    return render(
+        request,
+        "accounts/verify.html",
+        {"form": form, "next": _next_url(request), "wait_seconds": wait_seconds},
+        status=200 if not form.errors else 400,
+    )
+
+
+def _qr_svg(uri: str) -> str:
+    return segno.make(uri, error="m").svg_inline(scale=5, dark="#000", light="#fff", border=2)
+
+
+@never_cache
+@sensitive_post_parameters("code")
+@require_http_methods(["GET", "POST"])
+def enrol(request):
+    """Set up an authenticator app: scan the QR code (or type the key), confirm one code."""
+    if services.confirmed_totp_device(request.user) is not None:
+        if request.user.is_verified():
+            return redirect("accounts:account")
+        return redirect(_with_next(reverse("accounts:verify"), request))
+    device = services.start_enrolment(request.user)
+    form = CodeForm(request.POST or None, numeric=True)
+    if request.method == "POST" and form.is_valid():
+        if device.verify_token(form.cleaned_data["code"]):
+            codes = services.confirm_enrolment(actor=request.user, device=device)
+            services.mark_verified(request, device)
+            return _show_backup_codes(request, codes, first_time=True)
+        record("otp.failure", outcome="failure", request=request, target=request.user, kind="enrol")
+        form.add_error(
+            "code",
+            "That code is not right. Check that your phone's clock is set automatically, "
+            "wait for the next code and try again.",
+        )
+    key = device.base32_key
+    context = {
+        "form": form,
+        "qr_svg": _qr_svg(device.config_url(settings.SITE_NAME)),
+        "key_groups": [key[i : i + 4] for i in range(0, len(key), 4)],
+        "next": _next_url(request),
+    }
+    return render(request, "accounts/enrol.html", context, status=400 if form.errors else 200)
+
+
+def _show_backup_codes(request, codes, *, first_time: bool):
+    response = render(
+        request,
+        "accounts/backup_codes.html",
+        {"codes": codes, "first_time": first_time, "next": _next_url(request)},
+    )
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@never_cache
+@require_http_methods(["GET"])
+def account(request):
+    device = services.confirmed_totp_device(request.user)
+    backup = services.backup_device(request.user)
+    return render(
+        request,
+        "accounts/account.html",
+        {
+            "device": device,
+            "codes_left": backup.codes_left() if backup else 0,
+            "form": CodeForm(numeric=True),
+        },
+    )
+
+
+@never_cache
+@sensitive_post_parameters("code")
+@require_http_methods(["POST"])
+def regenerate_backup_codes(request):
+    """New backup codes replace the old ones; needs a fresh code from the authenticator app."""
+    form = CodeForm(request.POST, numeric=True)
+    device = services.confirmed_totp_device(request.user)
+    if form.is_valid() and device is not None and device.verify_token(form.cleaned_data["code"]):
+        codes = services.regenerate_backup_codes(actor=request.user)
+        return _show_backup_codes(request, codes, first_time=False)
+    record("otp.failure", outcome="failure", request=request, target=request.user, kind="totp")
+    messages.error(
+        request,
+        "New backup codes need a current code from your authenticator app; that one was not "
+        "right. Your old backup codes still work.",
+    )
+    return redirect("accounts:account")
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    template_name = "accounts/password_change.html"
+    success_url = reverse_lazy("accounts:account")
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        services.password_changed(actor=self.request.user, request=self.request)
+        messages.success(
+            self.request, "Your password was changed. Your other sessions have been signed out."
+        )
+        return response
+
+
+sign_out = auth_views.LogoutView.as_view()
+sign_in = method_decorator(never_cache, name="dispatch")(SignInView).as_view()

@@ -1,0 +1,127 @@
+"""Websockets need the same verified session as pages, checked before accept and after.
+
+``OTPMiddleware`` only runs for HTTP, so ``RequireVerifiedSession`` checks, for each socket,
+that the session's user is active and signed in with a confirmed second factor of their own,
+within the absolute session lifetime. ``VerifiedSessionConsumer`` is the base of every
+consumer: it closes the socket when the user's sessions are ended (password change, reset,
+deactivation) and re-checks its session every SESSION_RECHECK_SECONDS in case that message
+was missed.
+"""
+
+import asyncio
+import contextlib
+import time
+
+from asgiref.sync import sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.contrib.sessions.models import Session
+from django.utils import timezone
+from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp.models import Device
+
+from accounts.services import SIGNED_IN_AT_KEY, user_group
+from audit.log import record
+
+# Close code for "your session ended": the page reloads and lands on sign-in.
+CLOSE_SESSION_ENDED = 4401
+REFUSAL_HOLDER = "refusal"
+
+
+def session_problem(scope) -> str | None:
+    """Why the socket's session may not be used, or None when it may. Runs in a thread."""
+    user = scope.get("user")
+    session = scope.get("session")
+    if user is None or not user.is_authenticated or session is None:
+        return "not_signed_in"
+    if not user.is_active:
+        return "inactive"
+    if session.session_key is None or not Session.objects.filter(
+        session_key=session.session_key, expire_date__gt=timezone.now()
+    ).exists():
+        return "session_ended"
+    signed_in_at = session.get(SIGNED_IN_AT_KEY)
+    if signed_in_at is None or time.time() - signed_in_at > settings.SESSION_ABSOLUTE_LIFETIME:
+        return "session_expired"
+    persistent_id = session.get(DEVICE_ID_SESSION_KEY)
+    device = Device.from_persistent_id(persistent_id) if persistent_id else None
+    if device is None or device.user_id != user.pk or not device.confirmed:
+        return "second_factor_missing"
+    return None
+
+
+class AuditWebsocketRefusals:
+    """Record every websocket closed before accept as websocket.refused, with the reason the
+    layer that refused it left in the scope (an unknown Origin when none did)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        holder = {"accepted": False}
+
+        async def watching_send(message):
+            if message["type"] == "websocket.accept":
+                holder["accepted"] = True
+            elif message["type"] == "websocket.close" and not holder["accepted"]:
+                holder["accepted"] = True  # record once
+                await sync_to_async(record)(
+                    "websocket.refused",
+                    outcome="denied",
+                    scope=scope,
+                    path=scope.get("path", "")[:200],
+                    reason=holder.get("reason", "origin_not_allowed"),
+                )
+            await send(message)
+
+        return await self.app(dict(scope, **{REFUSAL_HOLDER: holder}), receive, watching_send)
+
+
+class RequireVerifiedSession:
+    """Close, before accept, any websocket whose session has no verified second factor."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        problem = await sync_to_async(session_problem)(scope)
+        if problem is None:
+            return await self.app(scope, receive, send)
+        if REFUSAL_HOLDER in scope:
+            scope[REFUSAL_HOLDER]["reason"] = problem
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            await send({"type": "websocket.close", "code": 4403})
+        return None
+
+
+class VerifiedSessionConsumer(AsyncJsonWebsocketConsumer):
+    """A consumer that lives only as long as its user's verified session."""
+
+    async def connect(self):
+        self.user = self.scope["user"]
+        await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
+        self._watch = asyncio.create_task(self._recheck_session())
+        await self.accept()
+
+    async def disconnect(self, code):
+        watch = getattr(self, "_watch", None)
+        if watch is not None:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
+        if getattr(self, "user", None) is not None:
+            await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
+
+    async def session_revoked(self, event):
+        if event.get("keep_session_key") != self.scope["session"].session_key:
+            await self.close(code=CLOSE_SESSION_ENDED)
+
+    async def _recheck_session(self):
+        while True:
+            await asyncio.sleep(settings.SESSION_RECHECK_SECONDS)
+            user = self.scope["user"]
+            await sync_to_async(user.refresh_from_db)(fields=["is_active"])
+            if await sync_to_async(session_problem)(self.scope) is not None:
+                await self.close(code=CLOSE_SESSION_ENDED)
+                return
