@@ -65,8 +65,10 @@ class AuditWebsocketRefusals:
                 holder["accepted"] = True
             elif message["type"] == "websocket.close" and not holder["accepted"]:
                 holder["accepted"] = True  # record once
+                user = holder.get("user")
                 await sync_to_async(record)(
                     "websocket.refused",
+                    actor=user if user is not None and user.is_authenticated else None,
                     outcome="denied",
                     scope=scope,
                     path=scope.get("path", "")[:200],
@@ -88,7 +90,7 @@ class RequireVerifiedSession:
         if problem is None:
             return await self.app(scope, receive, send)
         if REFUSAL_HOLDER in scope:
-            scope[REFUSAL_HOLDER]["reason"] = problem
+            scope[REFUSAL_HOLDER].update(reason=problem, user=scope.get("user"))
         message = await receive()
         if message["type"] == "websocket.connect":
             await send({"type": "websocket.close", "code": 4403})

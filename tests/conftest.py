@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from tests.support import services
+from tests.support import personas, services
 from tests.support.server import free_port as _free_port
 
 
@@ -24,7 +24,10 @@ def _plain_static_storage(settings):
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     """PBKDF2 with few iterations: the same code path, without a second per login."""
-    settings.PASSWORD_HASHERS = ["tests.support.hashers.FastPBKDF2PasswordHasher"]
+    settings.PASSWORD_HASHERS = [
+        "tests.support.hashers.FastPBKDF2PasswordHasher",
+        "accounts.hashers.BackupCodeHasher",
+    ]
 
 
 @pytest.fixture
@@ -48,3 +51,54 @@ def redis_server_url() -> str:
     url = os.environ.get("TEST_REDIS_URL", services.DEFAULT_REDIS_URL)
     services.require("Redis", url, services.redis_answers(url), "set TEST_REDIS_URL or start it")
     return url
+
+
+# --- Personas (tests mark their own database access) ---------------------------------------
+
+
+@pytest.fixture
+def employee():
+    return personas.make_employee("alice")
+
+
+@pytest.fixture
+def other_employee():
+    return personas.make_employee("bob")
+
+
+@pytest.fixture
+def password_only_user():
+    return personas.make_password_only_user("pat")
+
+
+@pytest.fixture
+def admin_user():
+    return personas.make_admin()
+
+
+@pytest.fixture
+def group_admin():
+    return personas.make_group_admin()
+
+
+@pytest.fixture
+def compliance_officer():
+    return personas.make_compliance_officer()
+
+
+@pytest.fixture
+def employee_client(client, employee):
+    personas.login_2fa(client, employee)
+    return client
+
+
+@pytest.fixture
+def compliance_client(client, compliance_officer):
+    personas.login_2fa(client, compliance_officer)
+    return client
+
+
+@pytest.fixture
+def admin_client_secure(client, admin_user):
+    personas.login_2fa(client, admin_user)
+    return client

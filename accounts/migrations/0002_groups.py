@@ -4,34 +4,17 @@ the audit app's Compliance group."""
 from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
-ADMIN_PERMISSIONS = [
-    ("auth", "add_user"),
-    ("auth", "change_user"),
-    ("auth", "view_user"),
-    ("auth", "add_group"),
-    ("auth", "change_group"),
-    ("auth", "view_group"),
-    ("auth", "view_permission"),
-]
+from accounts.roles import ensure_roles
 
 
 def create_groups(apps, schema_editor):
-    for label in ("auth", "accounts"):
+    for label in ("auth", "accounts", "audit"):
         app_config = apps.get_app_config(label)
         # Migration state's app configs have no models module; create_permissions needs one.
         app_config.models_module = True
         create_permissions(app_config, apps=apps, verbosity=0)
         app_config.models_module = None
-    group_model = apps.get_model("auth", "Group")
-    permission_model = apps.get_model("auth", "Permission")
-    group_model.objects.get_or_create(name="Employees")
-    admins, _ = group_model.objects.get_or_create(name="Admins")
-    admins.permissions.set(
-        [
-            permission_model.objects.get(content_type__app_label=app, codename=codename)
-            for app, codename in ADMIN_PERMISSIONS
-        ]
-    )
+    ensure_roles(apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"))
 
 
 def remove_groups(apps, schema_editor):
@@ -41,6 +24,7 @@ def remove_groups(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("accounts", "0001_devices_and_sessions"),
+        ("audit", "0002_append_only_and_compliance"),
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
     ]

@@ -1,0 +1,71 @@
+"""The project's websocket stack with a test route, for tests of session checks.
+
+The layers are the ones project.asgi builds (network, refusal audit, origin, session, second
+factor); only the router behind them is a test consumer, because the chat consumer is not
+what these tests are about.
+"""
+
+from asgiref.sync import sync_to_async
+from channels.auth import AuthMiddlewareStack
+from channels.routing import URLRouter
+from channels.security.websocket import AllowedHostsOriginValidator
+from channels.testing import WebsocketCommunicator
+from django.db import connections
+from django.urls import path
+
+from accounts.websocket import (
+    AuditWebsocketRefusals,
+    RequireVerifiedSession,
+    VerifiedSessionConsumer,
+)
+from project.network import InternalNetworkASGIMiddleware
+
+ORIGIN = b"https://localhost:8443"
+
+
+class SessionProbeConsumer(VerifiedSessionConsumer):
+    """Accepts, answers pings; closes like every consumer when its session ends."""
+
+    async def receive_json(self, content, **kwargs):
+        await self.send_json({"pong": content.get("ping")})
+
+
+def application():
+    return InternalNetworkASGIMiddleware(
+        AuditWebsocketRefusals(
+            AllowedHostsOriginValidator(
+                AuthMiddlewareStack(
+                    RequireVerifiedSession(
+                        URLRouter([path("ws/test/", SessionProbeConsumer.as_asgi())])
+                    )
+                )
+            )
+        )
+    )
+
+
+def communicator_for(client, *, origin: bytes = ORIGIN) -> WebsocketCommunicator:
+    """A websocket carrying the session cookie of a Django test client, from 10.0.0.50."""
+    cookie = "; ".join(f"{name}={morsel.value}" for name, morsel in client.cookies.items())
+    app = application()
+
+    async def from_intranet(scope, receive, send):
+        return await app(dict(scope, client=["10.0.0.50", 50000]), receive, send)
+
+    return WebsocketCommunicator(
+        from_intranet,
+        "/ws/test/",
+        headers=[
+            (b"origin", origin),
+            (b"host", b"localhost:8443"),
+            (b"cookie", cookie.encode()),
+        ],
+    )
+
+
+async def connect_with_session(client, *, origin: bytes = ORIGIN):
+    communicator = communicator_for(client, origin=origin)
+    connected, code = await communicator.connect()
+    await communicator.disconnect()
+    await sync_to_async(connections.close_all)()
+    return connected, code
