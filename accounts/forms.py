@@ -24,7 +24,9 @@ class CodeForm(forms.Form):
             self.fields["code"].widget.attrs.update(inputmode="numeric", pattern=r"[0-9 ]*")
             self.fields["code"].help_text = "The 6-digit code your authenticator app shows now."
         else:
-            self.fields["code"].help_text = (
+            self.fields[
+                "code"
+            ].help_text = (
                 "The 6-digit code from your authenticator app, or one of your backup codes."
             )
 

@@ -172,7 +172,9 @@ def verify_second_factor(request, code: str) -> Verification:
     if is_totp:
         record("otp.success", request=request, target=user, device="totp")
     else:
-        record("backup_code.used", request=request, target=user, backup_codes_left=device.codes_left())
+        record(
+            "backup_code.used", request=request, target=user, backup_codes_left=device.codes_left()
+        )
     return Verification(True)
 
 

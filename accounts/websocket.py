@@ -36,9 +36,12 @@ def session_problem(scope) -> str | None:
         return "not_signed_in"
     if not user.is_active:
         return "inactive"
-    if session.session_key is None or not Session.objects.filter(
-        session_key=session.session_key, expire_date__gt=timezone.now()
-    ).exists():
+    if (
+        session.session_key is None
+        or not Session.objects.filter(
+            session_key=session.session_key, expire_date__gt=timezone.now()
+        ).exists()
+    ):
         return "session_ended"
     signed_in_at = session.get(SIGNED_IN_AT_KEY)
     if signed_in_at is None or time.time() - signed_in_at > settings.SESSION_ABSOLUTE_LIFETIME:

@@ -47,7 +47,9 @@ def test_the_full_sign_in_with_a_computed_code_reaches_the_page(employee, enroll
     step_one = sign_in_with_password(client, employee, "/accounts/")
     assert step_one["Location"] == "/accounts/verify/?next=/accounts/"
 
-    step_two = post(client, "/accounts/verify/", {"code": totp_code(enrolled), "next": "/accounts/"})
+    step_two = post(
+        client, "/accounts/verify/", {"code": totp_code(enrolled), "next": "/accounts/"}
+    )
 
     assert step_two.status_code == 302
     assert step_two["Location"] == "/accounts/"

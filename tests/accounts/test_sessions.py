@@ -1,0 +1,69 @@
+"""Sessions: idle and absolute limits, and ending every session of a user."""
+
+import time
+
+import pytest
+from django.conf import settings
+from django.test import Client
+
+from accounts.services import SIGNED_IN_AT_KEY
+from tests.support.personas import PASSWORD, login_2fa
+
+pytestmark = pytest.mark.django_db
+
+IP = "10.7.7.7"
+
+
+def get(client, path):
+    return client.get(path, REMOTE_ADDR=IP, secure=True)
+
+
+def test_the_session_cookie_is_an_idle_timeout_of_thirty_minutes(employee_client):
+    response = get(employee_client, "/accounts/")
+
+    cookie = response.cookies["__Host-session"]
+    assert settings.SESSION_COOKIE_AGE == 30 * 60
+    assert int(cookie["max-age"]) == 30 * 60
+    assert cookie["secure"] and cookie["httponly"]
+    assert cookie["samesite"] == "Lax"
+
+
+def test_a_session_older_than_the_absolute_lifetime_is_signed_out(employee_client):
+    session = employee_client.session
+    session[SIGNED_IN_AT_KEY] = time.time() - 12 * 60 * 60 - 1
+    session.save()
+
+    response = get(employee_client, "/accounts/")
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
+    assert get(employee_client, "/accounts/").status_code == 302
+
+
+def test_a_session_within_the_lifetime_continues(employee_client):
+    session = employee_client.session
+    session[SIGNED_IN_AT_KEY] = time.time() - 11 * 60 * 60
+    session.save()
+
+    assert get(employee_client, "/accounts/").status_code == 200
+
+
+def test_changing_the_password_signs_out_every_other_session(employee, employee_client):
+    other = Client()
+    login_2fa(other, employee)
+    assert get(other, "/accounts/").status_code == 200
+
+    response = employee_client.post(
+        "/accounts/password/",
+        {
+            "old_password": PASSWORD,
+            "new_password1": "a brand new passphrase 77",
+            "new_password2": "a brand new passphrase 77",
+        },
+        REMOTE_ADDR=IP,
+        secure=True,
+    )
+
+    assert response.status_code == 302
+    assert get(employee_client, "/accounts/").status_code == 200
+    assert get(other, "/accounts/").status_code == 302
