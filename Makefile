@@ -90,7 +90,7 @@ test: install-dev lint browser
 test-postgres: install-dev
 	@if $(PY) -m tests.support.services postgres "$(TEST_POSTGRES_URL)"; then \
 	  DATABASE_URL="$(TEST_POSTGRES_URL)" $(PY) -m pytest -m "not system and not e2e" \
-	    -p no:cacheprovider --create-db tests/audit $(PYTEST_ARGS); \
+	    -p no:cacheprovider --create-db tests/audit tests/accounts $(PYTEST_ARGS); \
 	elif [ "$$CI" = "true" ]; then \
 	  echo "PostgreSQL at $(TEST_POSTGRES_URL) is not answering; CI=true requires it." >&2; exit 1; \
 	else \

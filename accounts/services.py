@@ -143,31 +143,40 @@ def mark_verified(request, device) -> None:
     )
 
 
-def verify_second_factor(request, code: str) -> Verification:
-    """Check a code from the authenticator app or a backup code, and mark the session
-    verified when it is right. Records otp.success / backup_code.used / otp.failure /
-    otp.throttled."""
+WRONG_CODE = (
+    "That code is not right, or it was already used. Wait for the next code in your app "
+    "and try again."
+)
+
+
+def check_code(request, device, code: str, *, kind: str) -> Verification:
+    """Check ``code`` against ``device`` under its throttle; records otp.throttled or
+    otp.failure when it is refused."""
     user = request.user
-    digits = code.replace(" ", "")
-    is_totp = digits.isdigit()
-    device = confirmed_totp_device(user) if is_totp else backup_device(user)
-    if device is None:
-        record("otp.failure", outcome="failure", request=request, target=user, kind="backup")
-        return Verification(False, "That code is not right. Check it and try again.")
     wait = _wait_seconds(device)
     if wait:
         record("otp.throttled", outcome="denied", request=request, target=user, wait=wait)
         seconds = "1 second" if wait == 1 else f"{wait} seconds"
         return Verification(False, f"Too many wrong codes. Wait {seconds}, then try again.", wait)
     if not device.verify_token(code):
-        kind = "totp" if is_totp else "backup"
         record("otp.failure", outcome="failure", request=request, target=user, kind=kind)
-        return Verification(
-            False,
-            "That code is not right, or it was already used. Wait for the next code in your "
-            "app and try again.",
-            _wait_seconds(device),
-        )
+        return Verification(False, WRONG_CODE, _wait_seconds(device))
+    return Verification(True)
+
+
+def verify_second_factor(request, code: str) -> Verification:
+    """Check a code from the authenticator app or a backup code, and mark the session
+    verified when it is right. Records otp.success / backup_code.used / otp.failure /
+    otp.throttled."""
+    user = request.user
+    is_totp = code.replace(" ", "").isdigit()
+    device = confirmed_totp_device(user) if is_totp else backup_device(user)
+    if device is None:
+        record("otp.failure", outcome="failure", request=request, target=user, kind="backup")
+        return Verification(False, WRONG_CODE)
+    result = check_code(request, device, code, kind="totp" if is_totp else "backup")
+    if not result.ok:
+        return result
     mark_verified(request, device)
     if is_totp:
         record("otp.success", request=request, target=user, device="totp")
@@ -175,7 +184,7 @@ def verify_second_factor(request, code: str) -> Verification:
         record(
             "backup_code.used", request=request, target=user, backup_codes_left=device.codes_left()
         )
-    return Verification(True)
+    return result
 
 
 # --- Administration -------------------------------------------------------------------------

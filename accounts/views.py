@@ -14,7 +14,6 @@ from django.views.decorators.http import require_http_methods
 
 from accounts import services
 from accounts.forms import CodeForm
-from audit.log import record
 
 
 def _next_url(request) -> str:
@@ -68,7 +67,7 @@ def verify(request):
 
 
 def _qr_svg(uri: str) -> str:
-    return segno.make(uri, error="m").svg_inline(scale=5, dark="#000", light="#fff", border=2)
+    return segno.make(uri, error="m").svg_inline(scale=5, dark="#000", light="#fff", border=2, omitsize=True)
 
 
 @never_cache
@@ -83,16 +82,17 @@ def enrol(request):
     device = services.start_enrolment(request.user)
     form = CodeForm(request.POST or None, numeric=True)
     if request.method == "POST" and form.is_valid():
-        if device.verify_token(form.cleaned_data["code"]):
+        result = services.check_code(request, device, form.cleaned_data["code"], kind="enrol")
+        if result.ok:
             codes = services.confirm_enrolment(actor=request.user, device=device)
             services.mark_verified(request, device)
             return _show_backup_codes(request, codes, first_time=True)
-        record("otp.failure", outcome="failure", request=request, target=request.user, kind="enrol")
-        form.add_error(
-            "code",
-            "That code is not right. Check that your phone's clock is set automatically, "
-            "wait for the next code and try again.",
+        hint = (
+            " Check that your phone sets its clock automatically."
+            if not result.wait_seconds
+            else ""
         )
+        form.add_error("code", result.message + hint)
     key = device.base32_key
     context = {
         "form": form,
@@ -136,15 +136,15 @@ def regenerate_backup_codes(request):
     """New backup codes replace the old ones; needs a fresh code from the authenticator app."""
     form = CodeForm(request.POST, numeric=True)
     device = services.confirmed_totp_device(request.user)
-    if form.is_valid() and device is not None and device.verify_token(form.cleaned_data["code"]):
-        codes = services.regenerate_backup_codes(actor=request.user)
-        return _show_backup_codes(request, codes, first_time=False)
-    record("otp.failure", outcome="failure", request=request, target=request.user, kind="totp")
-    messages.error(
-        request,
-        "New backup codes need a current code from your authenticator app; that one was not "
-        "right. Your old backup codes still work.",
-    )
+    if form.is_valid() and device is not None:
+        result = services.check_code(request, device, form.cleaned_data["code"], kind="totp")
+        if result.ok:
+            codes = services.regenerate_backup_codes(actor=request.user)
+            return _show_backup_codes(request, codes, first_time=False)
+        message = result.message
+    else:
+        message = "Type the current code from your authenticator app."
+    messages.error(request, f"No new backup codes were made: {message} Your old ones still work.")
     return redirect("accounts:account")
 
 

@@ -3,13 +3,17 @@
 import base64
 import hashlib
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from django_otp.oath import TOTP
 
-from tests.support.server import REPO
+from tests.support.server import REPO, site_environment
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = REPO / "var" / "e2e"
@@ -77,3 +81,98 @@ class Screenshots:
 @pytest.fixture
 def screenshots(request):
     return Screenshots(request.node.name)
+
+
+@pytest.fixture
+def page_for(browser_for):
+    """A fresh browser page on a site; it collects Content-Security-Policy violations."""
+    contexts = []
+
+    def open_page(site):
+        context = browser_for(site).new_context(
+            base_url=f"https://localhost:{site.port}", accept_downloads=True
+        )
+        contexts.append(context)
+        page = context.new_page()
+        page.csp_violations = []
+        page.on(
+            "console",
+            lambda message: (
+                "Content Security Policy" in message.text
+                and page.csp_violations.append(message.text)
+            ),
+        )
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()
+
+
+def current_code(base32_key: str, at: float | None = None) -> str:
+    """What the user's authenticator app shows for this key."""
+    padded = base32_key + "=" * (-len(base32_key) % 8)
+    totp = TOTP(base64.b32decode(padded), step=30, t0=0, digits=6)
+    totp.time = time.time() if at is None else at
+    return f"{totp.token():06d}"
+
+
+def create_account(site, username: str, password: str, *flags: str) -> None:
+    subprocess.run(
+        [sys.executable, "manage.py", "createuser", username, "--password-stdin", *flags],
+        cwd=REPO,
+        env=site_environment(site.var_dir),
+        input=password + "\n",
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+
+
+def password_step(page, username: str, password: str) -> None:
+    page.goto("/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+
+
+def enrol_by_typing_the_key(page) -> tuple[str, list[str]]:
+    """On the enrolment page: read the manual key, type the app's code; returns the key and
+    the backup codes shown."""
+    page.wait_for_selector(".secret-key code")
+    key = page.inner_text(".secret-key code").replace(" ", "").strip()
+    page.fill("#id_code", current_code(key))
+    page.click("button[type=submit]")
+    page.wait_for_selector("[data-backup-codes]")
+    return key, [c.strip() for c in page.locator("[data-backup-codes] code").all_inner_texts()]
+
+
+class Account:
+    """Someone with a password and, once enrolled, an authenticator app (its key)."""
+
+    def __init__(self, username: str, password: str):
+        self.username = username
+        self.password = password
+        self.key: str | None = None
+        self.backup_codes: list[str] = []
+        self._last_code_at = 0.0
+
+    def next_code(self) -> str:
+        """The app's code, from a time step after the last one used (codes work once)."""
+        at = max(time.time(), self._last_code_at + 30)
+        self._last_code_at = at
+        return current_code(self.key, at)
+
+
+def sign_in(page, account: Account) -> None:
+    """Password, then enrolment (first time) or a code; ends signed in."""
+    password_step(page, account.username, account.password)
+    page.wait_for_selector("#id_code")
+    if page.locator(".secret-key").count():
+        account.key, account.backup_codes = enrol_by_typing_the_key(page)
+        account._last_code_at = time.time()
+        page.click("text=I have saved my codes")
+    else:
+        page.fill("#id_code", account.next_code())
+        page.click("button[type=submit]")
+    page.wait_for_selector("header .user-name")

@@ -6,57 +6,38 @@ import io
 import pytest
 from playwright.sync_api import expect
 
-from tests.support.personas import PASSWORD
-from tests.support.server import free_port, manage, served_site, site_environment
+from tests.e2e.conftest import Account, create_account, password_step, sign_in
+from tests.support.server import free_port, served_site
 
 pytestmark = [pytest.mark.e2e, pytest.mark.system]
 
-CREATE_COMPLIANCE_OFFICER = f"""
-from django.contrib.auth.models import Group, User
-user = User.objects.create_user("carol", password={PASSWORD!r}, is_staff=True)
-user.groups.add(Group.objects.get(name="Compliance"))
-"""
+PASSWORD = "compliance passphrase 2026"
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    var_dir = tmp_path_factory.mktemp("var")
-    with served_site(var_dir, free_port()) as running:
-        manage("shell", "-c", CREATE_COMPLIANCE_OFFICER, env=site_environment(var_dir))
+    with served_site(tmp_path_factory.mktemp("var"), free_port()) as running:
+        create_account(running, "carol", PASSWORD, "--compliance")
         yield running
 
 
-@pytest.fixture
-def page(site, browser_for):
-    context = browser_for(site).new_context(base_url=f"https://localhost:{site.port}")
-    page = context.new_page()
-    page.csp_violations = []
-    page.on(
-        "console",
-        lambda message: (
-            "Content Security Policy" in message.text and page.csp_violations.append(message.text)
-        ),
-    )
-    yield page
-    context.close()
+@pytest.fixture(scope="module")
+def carol():
+    return Account("carol", PASSWORD)
 
 
-def sign_in(page, password):
-    page.goto("/admin/login/?next=/admin/")
-    page.fill("#id_username", "carol")
-    page.fill("#id_password", password)
-    page.click("input[type=submit]")
-
-
-def test_a_compliance_officer_filters_opens_exports_and_verifies(page, screenshots):
-    sign_in(page, "not the password")
-    expect(page.locator(".errornote")).to_be_visible()
+def test_a_compliance_officer_filters_opens_exports_and_verifies(
+    site, page_for, screenshots, carol
+):
+    page = page_for(site)
+    password_step(page, "carol", "not the password")
+    expect(page.locator(".alert.error")).to_be_visible()
     screenshots.take(page, "wrong-password")
 
-    sign_in(page, PASSWORD)
-    page.wait_for_url("**/admin/")
+    sign_in(page, carol)
+    page.goto("/admin/")
     expect(page.locator("a", has_text="Audit events").first).to_be_visible()
-    expect(page.locator("a", has_text="Users")).to_have_count(0)
+    expect(page.locator("#content-main a", has_text="Users")).to_have_count(0)
     screenshots.take(page, "admin-index")
 
     page.click("text=Audit events")
@@ -89,9 +70,9 @@ def test_a_compliance_officer_filters_opens_exports_and_verifies(page, screensho
     assert page.csp_violations == []
 
 
-def test_a_compliance_officer_cannot_open_the_user_admin(page, screenshots):
-    sign_in(page, PASSWORD)
-    page.wait_for_url("**/admin/")
+def test_a_compliance_officer_cannot_open_the_user_admin(site, page_for, screenshots, carol):
+    page = page_for(site)
+    sign_in(page, carol)
 
     response = page.goto("/admin/auth/user/")
 
