@@ -67,7 +67,9 @@ def verify(request):
 
 
 def _qr_svg(uri: str) -> str:
-    return segno.make(uri, error="m").svg_inline(scale=5, dark="#000", light="#fff", border=2, omitsize=True)
+    return segno.make(uri, error="m").svg_inline(
+        scale=5, dark="#000", light="#fff", border=2, omitsize=True
+    )
 
 
 @never_cache

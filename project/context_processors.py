@@ -3,4 +3,4 @@ from django.conf import settings
 
 def site(request):
     """The site name for page titles and the header."""
-    return {"site_name": settings.SITE_NAME}
+    return {"product_name": settings.SITE_NAME}

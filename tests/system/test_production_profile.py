@@ -37,7 +37,7 @@ def test_the_database_is_postgresql_not_the_embedded_sqlite(site):
 
 
 def test_pages_are_served_with_the_production_profile(site):
-    status, _, body = site.request("/")
+    status, _, body = site.request("/accounts/login/")
 
     assert status == 200
     assert b"Private Chat" in body

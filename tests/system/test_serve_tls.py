@@ -73,8 +73,16 @@ def test_plaintext_http_on_the_port_gets_no_http_answer(site):
     assert b"status" not in received
 
 
-def test_responses_carry_the_security_headers(site):
+def test_the_start_page_sends_a_visitor_to_sign_in(site):
     status, headers, _ = site.request("/")
+
+    assert status == 302
+    assert headers["location"] == "/accounts/login/"
+    assert headers["strict-transport-security"].startswith("max-age=31536000")
+
+
+def test_responses_carry_the_security_headers(site):
+    status, headers, _ = site.request("/accounts/login/")
 
     assert status == 200
     assert headers["strict-transport-security"].startswith("max-age=31536000")
@@ -100,7 +108,7 @@ def test_health_is_reported_ok_for_database_and_channel_layer(site):
 
 
 def test_the_stylesheet_is_served_locally_from_the_collected_files(site):
-    _, _, page = site.request("/")
+    _, _, page = site.request("/accounts/login/")
     stylesheet = re.search(rb'href="(/static/css/site\.[0-9a-f]+\.css)"', page)
     assert stylesheet, "the page links a hashed stylesheet under /static/"
 
@@ -113,7 +121,7 @@ def test_the_stylesheet_is_served_locally_from_the_collected_files(site):
 
 
 def test_the_page_refers_to_no_other_origin(site):
-    _, _, page = site.request("/")
+    _, _, page = site.request("/accounts/login/")
 
     assert not re.search(rb'(src|href)="(https?:)?//', page)
 
