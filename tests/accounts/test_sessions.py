@@ -7,6 +7,7 @@ from django.conf import settings
 from django.test import Client
 
 from accounts.services import SIGNED_IN_AT_KEY
+from audit.models import AuditEvent
 from tests.support.personas import PASSWORD, login_2fa
 
 pytestmark = pytest.mark.django_db
@@ -67,3 +68,5 @@ def test_changing_the_password_signs_out_every_other_session(employee, employee_
     assert response.status_code == 302
     assert get(employee_client, "/accounts/").status_code == 200
     assert get(other, "/accounts/").status_code == 302
+    event = AuditEvent.objects.get(action="password.changed")
+    assert (event.actor_username, event.target) == ("alice", f"auth.user:{employee.pk}")
