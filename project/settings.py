@@ -309,6 +309,39 @@ SILENCED_SYSTEM_CHECKS = [
     "security.W021",
 ]
 
+# --- Chat and inference ------------------------------------------------------------------
+
+# Any local Hugging Face causal-LM directory; the default is made by `manage.py prepare_model`.
+LLM_MODEL = env_path("LLM_MODEL", VAR_DIR / "models" / "SmolLM2-135M-Instruct", base=BASE_DIR)
+LLM_DEVICE = env_str("LLM_DEVICE")  # "cuda", "cuda:1", "cpu"; empty: CUDA when present
+LLM_DTYPE = env_str("LLM_DTYPE")  # "bfloat16", "float16", "float32"; empty: bf16 on CUDA
+if LLM_DTYPE not in {"", "bfloat16", "float16", "float32"}:
+    raise ImproperlyConfigured(f"LLM_DTYPE={LLM_DTYPE!r}: use bfloat16, float16 or float32.")
+LLM_SYSTEM_PROMPT = env_str(
+    "LLM_SYSTEM_PROMPT",
+    "You are a helpful assistant for the employees of this organisation. "
+    "Answer clearly and concisely.",
+)
+# Upper bound (and default) for the length of one answer, in tokens.
+LLM_MAX_NEW_TOKENS = env_int("LLM_MAX_NEW_TOKENS", 512, minimum=1, maximum=32768)
+# Prompt plus answer never exceeds this; 0 means the model's own context length.
+LLM_MAX_CONTEXT = env_int("LLM_MAX_CONTEXT", 0, minimum=0)
+# Sequences decoded together in one step, tokens they may hold in the KV cache together, and
+# requests that may wait for a place; past the queue, users get error "busy" at once.
+LLM_MAX_BATCH = env_int("LLM_MAX_BATCH", 16, minimum=1, maximum=512)
+LLM_MAX_BATCH_TOKENS = env_int("LLM_MAX_BATCH_TOKENS", 32768, minimum=256)
+LLM_QUEUE_SIZE = env_int("LLM_QUEUE_SIZE", 64, minimum=0)
+# A stream with no news from its worker for this long ends with finish_reason "error".
+CHAT_STALL_TIMEOUT = env_int("CHAT_STALL_TIMEOUT", 60, minimum=5)
+# Generations one user may have running at once, across their tabs.
+CHAT_MAX_GENERATIONS_PER_USER = env_int("CHAT_MAX_GENERATIONS_PER_USER", 2, minimum=1)
+CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 16000, minimum=100)
+# Workers refresh their heartbeat every few seconds; one silent for this long is gone.
+WORKER_HEARTBEAT_SECONDS = 2
+WORKER_HEARTBEAT_TTL = 10
+# The embedded profile runs the worker inside the web process.
+EMBEDDED_WORKER = env_bool("EMBEDDED_WORKER", not env_str("REDIS_URL"))
+
 # --- Audit log ---------------------------------------------------------------------------
 
 # Mirror every audit event as one JSON line to the "audit.mirror" logger, so that syslog or
