@@ -45,8 +45,10 @@ FORBIDDEN_DETAIL_WORDS = frozenset(
     }
 )
 # ...unless the key ends in one of these: then it describes such a thing, not its value
-# (content_length, backup_codes_left, key_id).
-METADATA_SUFFIXES = frozenset({"count", "left", "length", "id", "ids", "fingerprint", "sequence"})
+# (content_length, backup_codes_left, key_id, prompt_tokens).
+METADATA_SUFFIXES = frozenset(
+    {"count", "left", "length", "id", "ids", "fingerprint", "sequence", "tokens", "ms"}
+)
 
 
 class AuditDetailError(ValueError):

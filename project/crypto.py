@@ -57,3 +57,15 @@ class EncryptedTextField(models.TextField):
     def get_prep_value(self, value):
         value = super().get_prep_value(value)
         return None if value is None else encrypt(value)
+
+
+def check_keyring_opens_stored_data() -> None:
+    """Raise DecryptionError at start-up, not at a user's first click, when the keyring
+    cannot read what is stored (a key left out of CHAT_KEYS, the wrong key file restored).
+    Reads the oldest and the newest encrypted row of each kind."""
+    from accounts.models import TOTPDevice
+    from chat.models import Message
+
+    for model, order in ((Message, "created_at"), (TOTPDevice, "created_at")):
+        model.objects.order_by(order).first()
+        model.objects.order_by(f"-{order}").first()

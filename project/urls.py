@@ -2,12 +2,14 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from chat import views as chat_views
 from project import views
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", chat_views.chat_page, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("accounts/", include("accounts.urls")),
+    path("chat/", include("chat.urls")),
     # One way in: the admin's own sign-in page hands over to the two-step one.
     path(
         "admin/login/",

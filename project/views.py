@@ -14,10 +14,6 @@ from django.views.decorators.http import require_GET
 HEALTH_CHECK_TIMEOUT_SECONDS = 3.0
 
 
-def home(request):
-    return render(request, "home.html")
-
-
 def _ping_database() -> None:
     connection.ensure_connection()
     with connection.cursor() as cursor:
@@ -54,14 +50,40 @@ async def _run_check(check) -> dict:
     return result
 
 
+async def _check_workers() -> dict:
+    """At least one inference worker alive and ready; lists each with its model."""
+    from chat.inference.registry import live_workers
+
+    try:
+        workers = await asyncio.wait_for(
+            sync_to_async(live_workers)(), HEALTH_CHECK_TIMEOUT_SECONDS
+        )
+    except Exception as exc:  # the shared cache (Redis) is down: no worker can be seen
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300], "workers": []}
+    listed = [
+        {"name": w["name"], "state": w.get("state"), "model": w.get("model"),
+         "active": w.get("active", 0), "queued": w.get("queued", 0)}
+        for w in workers
+    ]
+    ready = any(w["state"] == "ready" for w in listed)
+    result = {"ok": ready, "workers": listed}
+    if not ready:
+        result["error"] = "no inference worker is ready" if not listed else "workers are loading"
+    return result
+
+
 @never_cache
 @require_GET
 async def healthz(request):
     """200 with each part's state when everything answers, 503 naming what does not."""
+    from chat.inference.worker import ensure_embedded_worker
+
+    ensure_embedded_worker()
     database, channel_layer = await asyncio.gather(
         _run_check(_check_database), _run_check(_check_channel_layer)
     )
     checks = {"database": database, "channel_layer": channel_layer}
+    checks["inference"] = await _check_workers()
     healthy = all(check["ok"] for check in checks.values())
     return JsonResponse(
         {"status": "ok" if healthy else "failing", "checks": checks},

@@ -22,6 +22,18 @@ def _plain_static_storage(settings):
 
 
 @pytest.fixture(autouse=True)
+def _no_embedded_worker_and_a_clean_cache(settings):
+    """Tests start the workers they need themselves; heartbeats and throttles of one test
+    must not leak into the next through the in-process cache."""
+    from django.core.cache import cache
+
+    settings.EMBEDDED_WORKER = False
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     """PBKDF2 with few iterations: the same code path, without a second per login."""
     settings.PASSWORD_HASHERS = [

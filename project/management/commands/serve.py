@@ -1,3 +1,4 @@
+import asyncio
 import ipaddress
 import sys
 
@@ -6,6 +7,8 @@ from daphne.access import AccessLogGenerator
 from daphne.server import Server
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+
+from project import crypto
 
 
 def escape_endpoint_value(value: str) -> str:
@@ -21,6 +24,12 @@ def display_host(bind: str) -> str:
     if address.is_unspecified:
         return "localhost"
     return f"[{address}]" if address.version == 6 else str(address)
+
+
+def ensure_embedded_worker_soon() -> None:
+    from chat.inference.worker import ensure_embedded_worker
+
+    ensure_embedded_worker()
 
 
 class Command(BaseCommand):
@@ -54,12 +63,19 @@ class Command(BaseCommand):
         if settings.TLS_CHAIN:
             endpoint += f":extraCertChain={escape_endpoint_value(str(settings.TLS_CHAIN))}"
 
+        try:
+            crypto.check_keyring_opens_stored_data()
+        except crypto.DecryptionError as exc:
+            raise CommandError(str(exc)) from None
+
         url = f"https://{display_host(bind)}:{port}/"
 
         def ready():
             self.stdout.write(f"Serving {settings.SITE_NAME} on {url}", ending="\n")
             self._announce_local_ca(cert)
             self.stdout.flush()
+            # The embedded worker starts loading the model now rather than at the first chat.
+            asyncio.get_event_loop().call_soon(ensure_embedded_worker_soon)
 
         Server(
             application=get_default_application(),

@@ -1,0 +1,278 @@
+"""The chat socket: validates frames, checks ownership and capacity, hands work to an
+inference worker and forwards its stream. Thin: chat.services changes data, the worker
+generates, chat.protocol validates."""
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.core.cache import cache
+
+from accounts.websocket import VerifiedSessionConsumer
+from chat import protocol, services
+from chat.inference import registry
+from chat.inference.worker import ensure_embedded_worker
+
+logger = logging.getLogger(__name__)
+
+# How often running streams are checked for a silent or dead worker.
+WATCH_INTERVAL = 1.0
+
+
+@dataclass
+class Stream:
+    """An answer this socket is waiting for."""
+
+    request_id: str
+    conversation_id: str
+    message_id: str
+    client_id: str
+    last_news: float
+    worker: str | None = None
+    worker_channel: str | None = None
+    parts: list[str] = field(default_factory=list)
+    stop_requested: bool = False
+
+
+class ChatConsumer(VerifiedSessionConsumer):
+    async def connect(self):
+        ensure_embedded_worker()
+        self.streams: dict[str, Stream] = {}
+        self._watchdog = None
+        await super().connect()
+        self._watchdog = asyncio.create_task(self._watch_streams())
+
+    async def disconnect(self, code):
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+        # Answers still being written are finished and stored by their worker.
+        await super().disconnect(code)
+
+    # --- frames from the browser ----------------------------------------------------------
+
+    async def receive(self, text_data=None, bytes_data=None):
+        try:
+            frame = protocol.parse(text_data)
+            if isinstance(frame, protocol.ChatSend):
+                await self._send_message(frame)
+            else:
+                await self._stop(frame)
+        except protocol.ProtocolError as error:
+            await self.send_json(error.frame())
+        except Exception:
+            logger.exception("Chat frame failed")
+            await self.send_json(
+                protocol.ProtocolError(
+                    protocol.INTERNAL, "Something went wrong on the server; try again."
+                ).frame()
+            )
+
+    async def _send_message(self, frame: protocol.ChatSend) -> None:
+        client_id = frame.client_id
+        workers = await sync_to_async(registry.ready_workers)()
+        if not workers:
+            raise protocol.ProtocolError(
+                protocol.NO_WORKER,
+                "The assistant is not running right now. Your message was not sent; try again "
+                "in a minute, or tell your IT team if it stays like this.",
+                client_id,
+            )
+        if not registry.has_room(workers):
+            raise protocol.ProtocolError(
+                protocol.BUSY,
+                "The assistant is answering as many people as it can. Your message was not "
+                "sent; try again in a moment.",
+                client_id,
+            )
+        running = await database_sync_to_async(self._running_generations)()
+        if running >= settings.CHAT_MAX_GENERATIONS_PER_USER:
+            raise protocol.ProtocolError(
+                protocol.TOO_MANY_GENERATIONS,
+                f"You already have {running} answers being written; wait for one to finish "
+                "or stop it.",
+                client_id,
+            )
+        try:
+            turn = await database_sync_to_async(services.start_turn)(
+                actor=self.user,
+                conversation_id=frame.conversation,
+                content=frame.content,
+                model_name=workers[0].get("model", ""),
+                scope=self.scope,
+            )
+        except services.ConversationNotFound:
+            raise protocol.ProtocolError(
+                protocol.NOT_FOUND, "That conversation does not exist.", client_id
+            ) from None
+        except services.GenerationInProgress:
+            raise protocol.ProtocolError(
+                protocol.GENERATION_IN_PROGRESS,
+                "An answer is still being written in this conversation; wait or stop it.",
+                client_id,
+            ) from None
+        request_id = uuid.uuid4().hex
+        stream = Stream(
+            request_id=request_id,
+            conversation_id=str(turn.conversation.pk),
+            message_id=str(turn.answer.pk),
+            client_id=client_id,
+            last_news=time.monotonic(),
+        )
+        self.streams[request_id] = stream
+        await self.send_json(
+            {
+                "type": "chat.started",
+                "conversation": stream.conversation_id,
+                "message": stream.message_id,
+                "model": turn.answer.model_name,
+                "client_id": client_id,
+            }
+        )
+        await self.channel_layer.send(
+            registry.REQUESTS_CHANNEL,
+            {
+                "type": "inference.generate",
+                "request_id": request_id,
+                "reply_to": self.channel_name,
+                "message_id": stream.message_id,
+                "messages": turn.history,
+                "params": frame.params,
+            },
+        )
+
+    def _running_generations(self) -> int:
+        services.fail_stale_answers(self.user)
+        return services.generations_running(self.user)
+
+    async def _stop(self, frame: protocol.ChatStop) -> None:
+        conversation = str(frame.conversation)
+        for stream in self.streams.values():
+            if stream.conversation_id == conversation:
+                stream.stop_requested = True
+                if stream.worker_channel:
+                    await self._cancel(stream.worker_channel, stream.request_id)
+                return
+        # Started from another tab or before a reload: the worker is noted in the cache.
+        target = await database_sync_to_async(self._streaming_answer)(frame.conversation)
+        noted = await sync_to_async(cache.get)(registry.request_key(target)) if target else None
+        if noted is None:
+            raise protocol.ProtocolError(
+                protocol.NOTHING_TO_STOP, "No answer is being written in that conversation."
+            )
+        await self._cancel(noted["worker"], noted["request_id"])
+
+    def _streaming_answer(self, conversation_id):
+        try:
+            conversation = services.conversation_of(self.user, conversation_id)
+        except services.ConversationNotFound:
+            raise protocol.ProtocolError(
+                protocol.NOT_FOUND, "That conversation does not exist."
+            ) from None
+        answer = conversation.messages.filter(status="streaming").first()
+        return str(answer.pk) if answer else None
+
+    async def _cancel(self, worker_channel: str, request_id: str) -> None:
+        await self.channel_layer.send(
+            worker_channel, {"type": "inference.cancel", "request_id": request_id}
+        )
+
+    # --- messages from the worker ---------------------------------------------------------
+
+    async def inference_started(self, event):
+        stream = self.streams.get(event["request_id"])
+        if stream is None:
+            return
+        stream.last_news = time.monotonic()
+        stream.worker_channel = event["worker"]
+        if stream.stop_requested:
+            await self._cancel(stream.worker_channel, stream.request_id)
+
+    async def inference_delta(self, event):
+        stream = self.streams.get(event["request_id"])
+        if stream is None:
+            return
+        stream.last_news = time.monotonic()
+        stream.parts.append(event["text"])
+        await self.send_json(
+            {"type": "chat.delta", "message": stream.message_id, "text": event["text"]}
+        )
+
+    async def inference_done(self, event):
+        stream = self.streams.pop(event["request_id"], None)
+        if stream is None:
+            return
+        await self.send_json(
+            {
+                "type": "chat.done",
+                "message": stream.message_id,
+                "finish_reason": event["finish_reason"],
+                "usage": event.get("usage") or {},
+            }
+        )
+
+    async def inference_rejected(self, event):
+        stream = self.streams.pop(event["request_id"], None)
+        if stream is None:
+            return
+        await database_sync_to_async(services.finish_answer)(
+            message_id=stream.message_id, content="", finish_reason="error"
+        )
+        code = protocol.BUSY if event.get("code") == "busy" else protocol.INTERNAL
+        await self.send_json(
+            protocol.ProtocolError(
+                code,
+                "The assistant could not take your message; try again in a moment.",
+                stream.client_id,
+            ).frame()
+        )
+        await self.send_json(
+            {
+                "type": "chat.done",
+                "message": stream.message_id,
+                "finish_reason": "error",
+                "usage": {},
+            }
+        )
+
+    # --- streams that go quiet ------------------------------------------------------------
+
+    async def _watch_streams(self):
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            now = time.monotonic()
+            for stream in list(self.streams.values()):
+                silent = now - stream.last_news > settings.CHAT_STALL_TIMEOUT
+                dead = False
+                if stream.worker_channel and not silent:
+                    dead = not await sync_to_async(self._worker_alive)(stream.worker_channel)
+                if silent or dead:
+                    await self._give_up(stream)
+
+    @staticmethod
+    def _worker_alive(worker_channel: str) -> bool:
+        return any(w.get("channel") == worker_channel for w in registry.live_workers())
+
+    async def _give_up(self, stream: Stream) -> None:
+        """The worker died or went silent: keep what was written, end the stream."""
+        self.streams.pop(stream.request_id, None)
+        await database_sync_to_async(services.finish_answer)(
+            message_id=stream.message_id,
+            content="".join(stream.parts),
+            finish_reason="error",
+        )
+        await self.send_json(
+            {
+                "type": "chat.done",
+                "message": stream.message_id,
+                "finish_reason": "error",
+                "usage": {},
+            }
+        )

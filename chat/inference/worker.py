@@ -1,0 +1,337 @@
+"""The inference worker: takes requests from the channel layer, decodes them in one running
+batch, streams text back to whoever asked, and stores each finished answer.
+
+Messages (DESIGN.md, "Consumer <-> worker"):
+
+* in, on the shared ``inference`` channel: ``inference.generate {request_id, reply_to,
+  message_id, messages, params}``; a worker only takes one when it has room, so requests
+  wait in the channel for whichever worker frees up first;
+* in, on the worker's own channel: ``inference.cancel {request_id}``;
+* out, to ``reply_to``: ``inference.started {request_id, worker, model}``, ``inference.delta
+  {request_id, text}`` (coalesced to at most one per DELTA_INTERVAL), ``inference.done
+  {request_id, finish_reason, usage, time_to_first_token_ms, duration_ms}``, or
+  ``inference.rejected {request_id, code, detail}``.
+
+The worker stores the answer itself before it sends ``inference.done``, so an answer is kept
+even when the browser went away. In the embedded profile the worker is a task on the web
+process's event loop; only the model's work runs in a thread of its own.
+"""
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.cache import cache
+
+from audit.log import record
+from chat import services
+from chat.inference import registry
+
+logger = logging.getLogger(__name__)
+
+# Text is sent at most this often per answer: smooth to read, few messages to route.
+DELTA_INTERVAL = 0.05
+
+
+@dataclass
+class Generation:
+    request_id: str
+    reply_to: str
+    message_id: str
+    started: float
+    parts: list[str] = field(default_factory=list)
+    pending: str = ""
+    last_sent: float = 0.0
+    first_token_at: float | None = None
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def default_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class InferenceWorker:
+    def __init__(self, *, name: str | None = None, engine_factory=None, scheduler_factory=None):
+        from chat.inference.engine import Engine
+        from chat.inference.scheduler import Scheduler
+
+        self.name = name or default_name()
+        self.engine_factory = engine_factory or Engine.from_settings
+        self.scheduler_factory = scheduler_factory or Scheduler.from_settings
+        self.state = "loading"
+        self.model_name = ""
+        self.generations: dict[str, Generation] = {}
+        self.scheduler = None
+        self.layer = None
+        self.channel = None
+        self._work = asyncio.Event()
+        self._room = asyncio.Event()
+        self._tasks: set[asyncio.Task] = set()
+
+    # --- life cycle -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Load the model, then serve until cancelled."""
+        loop = asyncio.get_running_loop()
+        self.layer = get_channel_layer()
+        self.channel = await self.layer.new_channel("inference.worker.")
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self._executor = executor
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            try:
+                engine = await loop.run_in_executor(executor, self.engine_factory)
+            except Exception:
+                self.state = "failed"
+                logger.exception("The inference worker %s could not load its model", self.name)
+                raise
+            self.engine = engine
+            self.model_name = engine.model_name
+            self.scheduler = self.scheduler_factory(engine)
+            self.state = "ready"
+            self._room.set()
+            await sync_to_async(record)(
+                "worker.started", worker=self.name, model=self.model_name, device=str(engine.device)
+            )
+            await self._beat()
+            logger.info("Inference worker %s serves %s", self.name, self.model_name)
+            await asyncio.gather(self._take_requests(), self._take_control(), self._decode())
+        finally:
+            heartbeat.cancel()
+            await self._stop()
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _stop(self) -> None:
+        self.state = "stopping"
+        with contextlib.suppress(Exception):
+            await sync_to_async(registry.forget)(self.name)
+        for generation in list(self.generations.values()):
+            await self._finish(generation, "error", {}, note="the worker was stopped")
+        if self.model_name:
+            with contextlib.suppress(Exception):
+                await sync_to_async(record)(
+                    "worker.stopped", worker=self.name, model=self.model_name
+                )
+
+    async def _heartbeat(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                await self._beat()
+            await asyncio.sleep(settings.WORKER_HEARTBEAT_SECONDS)
+
+    async def _beat(self) -> None:
+        scheduler = self.scheduler
+        state = {
+            "state": self.state,
+            "model": self.model_name,
+            "channel": self.channel,
+            "active": scheduler.active() if scheduler else 0,
+            "queued": scheduler.queued() if scheduler else 0,
+            "max_active": settings.LLM_MAX_BATCH,
+            "queue_size": settings.LLM_QUEUE_SIZE,
+        }
+        await sync_to_async(registry.beat)(self.name, state)
+
+    # --- requests -------------------------------------------------------------------------
+
+    def _has_room(self) -> bool:
+        scheduler = self.scheduler
+        return (
+            scheduler.active() + scheduler.queued()
+            < settings.LLM_MAX_BATCH + settings.LLM_QUEUE_SIZE
+        )
+
+    async def _take_requests(self) -> None:
+        while True:
+            await self._room.wait()
+            message = await self.layer.receive(registry.REQUESTS_CHANNEL)
+            if message.get("type") == "inference.generate":
+                await self._accept(message)
+            if not self._has_room():
+                self._room.clear()
+
+    async def _take_control(self) -> None:
+        while True:
+            message = await self.layer.receive(self.channel)
+            if message.get("type") == "inference.cancel":
+                self.scheduler.cancel(message.get("request_id", ""))
+                self._work.set()
+
+    async def _accept(self, message: dict) -> None:
+        from chat.inference.engine import SamplingParams
+        from chat.inference.scheduler import QueueFull
+
+        request_id = message["request_id"]
+        reply_to = message["reply_to"]
+        try:
+            params = SamplingParams.from_request(message.get("params") or {})
+            prompt_ids = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self.engine.prompt_ids, message["messages"], params.max_new_tokens
+            )
+            self.scheduler.submit(request_id, prompt_ids, params)
+        except QueueFull:
+            await self._send(
+                reply_to,
+                {
+                    "type": "inference.rejected",
+                    "request_id": request_id,
+                    "code": "busy",
+                    "detail": "Every place is taken.",
+                },
+            )
+            return
+        except (ValueError, KeyError) as exc:
+            await self._send(
+                reply_to,
+                {
+                    "type": "inference.rejected",
+                    "request_id": request_id,
+                    "code": "bad_frame",
+                    "detail": str(exc),
+                },
+            )
+            return
+        generation = Generation(request_id, reply_to, message["message_id"], time.monotonic())
+        self.generations[request_id] = generation
+        await sync_to_async(cache.set)(
+            registry.request_key(generation.message_id),
+            {"worker": self.channel, "request_id": request_id},
+            settings.CHAT_STALL_TIMEOUT * 10,
+        )
+        await self._send(
+            reply_to,
+            {
+                "type": "inference.started",
+                "request_id": request_id,
+                "worker": self.channel,
+                "model": self.model_name,
+            },
+        )
+        self._work.set()
+
+    # --- decoding -------------------------------------------------------------------------
+
+    async def _decode(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._work.wait()
+            self._work.clear()
+            while self.scheduler.has_work():
+                events = await loop.run_in_executor(self._executor, self.scheduler.step)
+                now = time.monotonic()
+                for event in events:
+                    generation = self.generations.get(event.request_id)
+                    if generation is None:
+                        continue
+                    if event.text:
+                        if generation.first_token_at is None:
+                            generation.first_token_at = now
+                        generation.parts.append(event.text)
+                        generation.pending += event.text
+                    if event.finished:
+                        del self.generations[event.request_id]
+                        usage = {
+                            "prompt_tokens": event.prompt_tokens,
+                            "completion_tokens": event.completion_tokens,
+                        }
+                        self._spawn(self._finish(generation, event.finish_reason or "stop", usage))
+                await self._flush(now)
+                if not self._room.is_set() and self._has_room():
+                    self._room.set()
+
+    async def _flush(self, now: float) -> None:
+        for generation in self.generations.values():
+            first = generation.last_sent == 0.0
+            if generation.pending and (first or now - generation.last_sent >= DELTA_INTERVAL):
+                text, generation.pending = generation.pending, ""
+                generation.last_sent = now
+                await self._send(
+                    generation.reply_to,
+                    {"type": "inference.delta", "request_id": generation.request_id, "text": text},
+                )
+
+    async def _finish(self, generation: Generation, finish_reason: str, usage: dict, note=""):
+        """Store the answer, then tell the asker (in that order: a reload sees it stored)."""
+        ended = time.monotonic()
+        ttft = (
+            round((generation.first_token_at - generation.started) * 1000)
+            if generation.first_token_at
+            else None
+        )
+        duration = round((ended - generation.started) * 1000)
+        try:
+            await sync_to_async(services.finish_answer)(
+                message_id=generation.message_id,
+                content=generation.text(),
+                finish_reason=finish_reason,
+                prompt_tokens=usage.get("prompt_tokens"),
+                completion_tokens=usage.get("completion_tokens"),
+                time_to_first_token_ms=ttft,
+                duration_ms=duration,
+                model_name=self.model_name,
+            )
+        except Exception:
+            logger.exception("Could not store the answer %s", generation.message_id)
+            finish_reason = "error"
+        if generation.pending:
+            await self._send(
+                generation.reply_to,
+                {
+                    "type": "inference.delta",
+                    "request_id": generation.request_id,
+                    "text": generation.pending,
+                },
+            )
+            generation.pending = ""
+        await self._send(
+            generation.reply_to,
+            {
+                "type": "inference.done",
+                "request_id": generation.request_id,
+                "finish_reason": finish_reason,
+                "usage": usage,
+                "time_to_first_token_ms": ttft,
+                "duration_ms": duration,
+                "note": note,
+            },
+        )
+
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, channel: str, message: dict) -> None:
+        # The asker may be gone (tab closed): its answer is stored all the same.
+        try:
+            await self.layer.send(channel, message)
+        except Exception as exc:
+            logger.debug("Could not send %s to %s: %s", message["type"], channel, exc)
+
+
+# --- the embedded profile ------------------------------------------------------------------
+
+_embedded: dict = {}
+
+
+def ensure_embedded_worker() -> None:
+    """Start the in-process worker on this event loop, once (embedded profile only)."""
+    if not settings.EMBEDDED_WORKER:
+        return
+    loop = asyncio.get_running_loop()
+    task = _embedded.get("task")
+    if task is not None and not task.done() and _embedded.get("loop") is loop:
+        return
+    worker = InferenceWorker()
+    _embedded.update(loop=loop, worker=worker, task=loop.create_task(worker.run()))

@@ -1,0 +1,145 @@
+"""The frames between the browser and the chat socket (see DESIGN.md, "Browser <-> server").
+
+``parse()`` turns a text frame into a ``ChatSend`` or ``ChatStop`` or raises
+``ProtocolError`` with one of the stable error codes below; the consumer answers it with an
+``error`` frame and keeps the socket open.
+"""
+
+import json
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+
+# Stable error codes: the browser shows `detail`, and may act on `code`.
+BAD_FRAME = "bad_frame"  # not JSON, not an object, wrong or missing fields
+TOO_LARGE = "too_large"  # frame or message over the size limit
+UNKNOWN_TYPE = "unknown_type"
+NOT_FOUND = "not_found"  # no such conversation of yours
+BUSY = "busy"  # every worker's queue is full
+NO_WORKER = "no_worker"  # no inference worker is running
+TOO_MANY_GENERATIONS = "too_many_generations"
+GENERATION_IN_PROGRESS = "generation_in_progress"
+NOTHING_TO_STOP = "nothing_to_stop"
+INTERNAL = "internal"
+
+ERROR_CODES = frozenset(
+    {
+        BAD_FRAME,
+        TOO_LARGE,
+        UNKNOWN_TYPE,
+        NOT_FOUND,
+        BUSY,
+        NO_WORKER,
+        TOO_MANY_GENERATIONS,
+        GENERATION_IN_PROGRESS,
+        NOTHING_TO_STOP,
+        INTERNAL,
+    }
+)
+
+CLIENT_ID_MAX = 64
+SAMPLING_FIELDS = {"temperature", "top_p", "max_new_tokens"}
+
+
+def max_frame_bytes() -> int:
+    # Room for the longest message in the worst case of JSON escaping, plus the envelope.
+    return settings.CHAT_MAX_MESSAGE_CHARS * 6 + 1024
+
+
+class ProtocolError(Exception):
+    def __init__(self, code: str, detail: str, client_id: str | None = None):
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.client_id = client_id
+
+    def frame(self) -> dict:
+        frame = {"type": "error", "code": self.code, "detail": self.detail}
+        if self.client_id:
+            frame["client_id"] = self.client_id
+        return frame
+
+
+@dataclass(frozen=True)
+class ChatSend:
+    conversation: uuid.UUID | None
+    content: str
+    client_id: str
+    params: dict
+
+
+@dataclass(frozen=True)
+class ChatStop:
+    conversation: uuid.UUID
+
+
+def _uuid(value, field: str, client_id=None) -> uuid.UUID:
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            pass
+    raise ProtocolError(BAD_FRAME, f"`{field}` must be a conversation id.", client_id)
+
+
+def _fields(frame: dict, required: set, optional: set, client_id=None) -> None:
+    missing = required - frame.keys()
+    unknown = frame.keys() - required - optional - {"type"}
+    if missing:
+        raise ProtocolError(
+            BAD_FRAME, f"Missing field(s): {', '.join(sorted(missing))}.", client_id
+        )
+    if unknown:
+        raise ProtocolError(
+            BAD_FRAME, f"Unknown field(s): {', '.join(sorted(unknown))}.", client_id
+        )
+
+
+def parse(text: str | None) -> ChatSend | ChatStop:
+    if text is None:
+        raise ProtocolError(BAD_FRAME, "Send JSON text frames, not binary ones.")
+    if len(text.encode("utf-8")) > max_frame_bytes():
+        raise ProtocolError(TOO_LARGE, "That frame is too large.")
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        raise ProtocolError(BAD_FRAME, "That frame is not valid JSON.") from None
+    if not isinstance(frame, dict):
+        raise ProtocolError(BAD_FRAME, "A frame must be a JSON object with a `type`.")
+    client_id = frame.get("client_id") if isinstance(frame.get("client_id"), str) else None
+    if client_id is not None and len(client_id) > CLIENT_ID_MAX:
+        raise ProtocolError(BAD_FRAME, f"`client_id` is longer than {CLIENT_ID_MAX} characters.")
+    kind = frame.get("type")
+    if kind == "chat.send":
+        return _chat_send(frame, client_id)
+    if kind == "chat.stop":
+        _fields(frame, {"conversation"}, set())
+        return ChatStop(_uuid(frame["conversation"], "conversation"))
+    raise ProtocolError(UNKNOWN_TYPE, f"Unknown frame type {str(kind)[:40]!r}.", client_id)
+
+
+def _chat_send(frame: dict, client_id) -> ChatSend:
+    _fields(frame, {"conversation", "content", "client_id"}, {"params"}, client_id)
+    if client_id is None:
+        raise ProtocolError(BAD_FRAME, "`client_id` must be a string.")
+    content = frame["content"]
+    if not isinstance(content, str) or not content.strip():
+        raise ProtocolError(BAD_FRAME, "Type a message first.", client_id)
+    if len(content) > settings.CHAT_MAX_MESSAGE_CHARS:
+        raise ProtocolError(
+            TOO_LARGE,
+            f"Your message is {len(content)} characters long; the limit is "
+            f"{settings.CHAT_MAX_MESSAGE_CHARS}. Shorten it or split it up.",
+            client_id,
+        )
+    conversation = frame["conversation"]
+    conversation = None if conversation is None else _uuid(conversation, "conversation", client_id)
+    params = frame.get("params", {})
+    if not isinstance(params, dict) or not set(params) <= SAMPLING_FIELDS:
+        raise ProtocolError(
+            BAD_FRAME,
+            f"`params` may only hold {', '.join(sorted(SAMPLING_FIELDS))}.",
+            client_id,
+        )
+    return ChatSend(conversation, content, client_id, params)

@@ -1,0 +1,33 @@
+from django.urls import path
+
+from chat import views
+
+app_name = "chat"
+
+urlpatterns = [
+    path("api/conversations", views.conversation_list, name="conversations"),
+    path("api/conversations/<uuid:conversation_id>", views.conversation_detail, name="detail"),
+    path(
+        "api/conversations/<uuid:conversation_id>/rename",
+        views.conversation_rename,
+        name="rename",
+    ),
+    path(
+        "api/conversations/<uuid:conversation_id>/delete",
+        views.conversation_delete,
+        name="delete",
+    ),
+    path(
+        "conversations/<uuid:conversation_id>/export.md",
+        views.conversation_export,
+        {"export_format": "md"},
+        name="export_md",
+    ),
+    path(
+        "conversations/<uuid:conversation_id>/export.json",
+        views.conversation_export,
+        {"export_format": "json"},
+        name="export_json",
+    ),
+    path("api/status", views.worker_status, name="status"),
+]

@@ -1,0 +1,135 @@
+"""The chat page and the small JSON API the page uses for everything but streaming."""
+
+import json
+
+from django.conf import settings
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from chat import services
+from chat.inference import registry
+
+TITLE_BODY_MAX = 4096
+
+
+def _error(status: int, code: str, detail: str) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "detail": detail}}, status=status)
+
+
+def _not_found() -> JsonResponse:
+    return _error(404, "not_found", "That conversation does not exist.")
+
+
+@never_cache
+@require_GET
+def chat_page(request):
+    return render(
+        request,
+        "chat/index.html",
+        {"ws_path": "/ws/chat/", "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS},
+    )
+
+
+@never_cache
+@require_GET
+def conversation_list(request):
+    services.fail_stale_answers(request.user)
+    return JsonResponse(
+        {
+            "conversations": [
+                {"id": str(c.pk), "title": c.title, "updated_at": c.updated_at.isoformat()}
+                for c in services.conversations_of(request.user)
+            ]
+        }
+    )
+
+
+@never_cache
+@require_GET
+def conversation_detail(request, conversation_id):
+    try:
+        conversation = services.conversation_of(request.user, conversation_id)
+    except services.ConversationNotFound:
+        return _not_found()
+    return JsonResponse(
+        {
+            "id": str(conversation.pk),
+            "title": conversation.title,
+            "messages": [
+                {
+                    "id": str(m.pk),
+                    "role": m.role,
+                    "content": m.content,
+                    "status": m.status,
+                    "model": m.model_name,
+                    "created_at": m.created_at.isoformat(),
+                }
+                for m in conversation.messages.order_by("created_at")
+            ],
+        }
+    )
+
+
+@require_POST
+def conversation_rename(request, conversation_id):
+    try:
+        conversation = services.conversation_of(request.user, conversation_id)
+    except services.ConversationNotFound:
+        return _not_found()
+    if len(request.body) > TITLE_BODY_MAX:
+        return _error(400, "too_large", "That title is too long.")
+    try:
+        title = json.loads(request.body).get("title")
+    except (ValueError, AttributeError):
+        return _error(400, "bad_request", 'Send JSON like {"title": "New name"}.')
+    if not isinstance(title, str):
+        return _error(400, "bad_request", "The title must be text.")
+    try:
+        services.rename(actor=request.user, conversation=conversation, title=title, request=request)
+    except ValueError as exc:
+        return _error(400, "bad_request", str(exc))
+    return JsonResponse({"id": str(conversation.pk), "title": conversation.title})
+
+
+@require_POST
+def conversation_delete(request, conversation_id):
+    try:
+        conversation = services.conversation_of(request.user, conversation_id)
+    except services.ConversationNotFound:
+        return _not_found()
+    services.delete(actor=request.user, conversation=conversation, request=request)
+    return JsonResponse({"deleted": str(conversation_id)})
+
+
+@never_cache
+@require_GET
+def conversation_export(request, conversation_id, export_format):
+    try:
+        conversation = services.conversation_of(request.user, conversation_id)
+    except services.ConversationNotFound:
+        return _not_found()
+    content_type, body = services.export(
+        actor=request.user, conversation=conversation, export_format=export_format, request=request
+    )
+    response = HttpResponse(body, content_type=content_type)
+    response["Content-Disposition"] = (
+        f'attachment; filename="conversation-{conversation.pk}.{export_format}"'
+    )
+    return response
+
+
+@never_cache
+@require_GET
+def worker_status(request):
+    workers = registry.live_workers()
+    ready = [w for w in workers if w.get("state") == "ready"]
+    if ready:
+        state = "ready"
+    elif workers:
+        state = "loading"
+    else:
+        state = "no_worker"
+    model = (ready or workers or [{}])[0].get("model") or None
+    return JsonResponse({"state": state, "model": model, "workers": len(ready)})

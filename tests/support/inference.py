@@ -1,0 +1,106 @@
+"""A scripted engine and scheduler for fast consumer and worker tests.
+
+They answer with given text instead of running a model: the real engine cannot be steered
+to exact bytes, and these tests are about the socket, the worker's messages and storage.
+The real model is exercised by tests/chat/test_engine.py, test_scheduler.py and the system
+and browser tests.
+"""
+
+import threading
+import time
+from dataclasses import dataclass
+
+from chat.inference.scheduler import QueueFull, StepEvent
+
+
+@dataclass(frozen=True)
+class ScriptedParams:
+    max_new_tokens: int
+
+
+class ScriptedEngine:
+    model_name = "scripted-model"
+    device = "cpu"
+
+    def prompt_ids(self, messages, max_new_tokens):
+        return list(range(sum(len(m["content"]) for m in messages)))
+
+
+class ScriptedScheduler:
+    """Answers every request with ``reply`` split into words, one word per step for every
+    active request. ``step_delay`` slows each step; ``stall`` stops emitting after the first
+    word (a hung worker)."""
+
+    reply = "Paris is the capital of France."
+    step_delay = 0.0
+    stall = False
+    max_active = 4
+    max_queue = 2
+
+    def __init__(self, engine=None):
+        self._lock = threading.Lock()
+        self._active: dict[str, list[str]] = {}
+        self._prompt: dict[str, int] = {}
+        self._sent: dict[str, int] = {}
+        self._waiting: list[str] = []
+        self._cancelled: set[str] = set()
+
+    def submit(self, request_id, prompt_ids, params):
+        with self._lock:
+            if len(self._active) >= self.max_active and len(self._waiting) >= self.max_queue:
+                raise QueueFull
+            self._waiting.append(request_id)
+            self._prompt[request_id] = len(prompt_ids)
+
+    def cancel(self, request_id):
+        with self._lock:
+            self._cancelled.add(request_id)
+
+    def has_work(self):
+        with self._lock:
+            return bool(self._active or self._waiting)
+
+    def queued(self):
+        return len(self._waiting)
+
+    def active(self):
+        return len(self._active)
+
+    def step(self):
+        if self.step_delay:
+            time.sleep(self.step_delay)
+        events = []
+        with self._lock:
+            while self._waiting and len(self._active) < self.max_active:
+                request_id = self._waiting.pop(0)
+                self._active[request_id] = [w + " " for w in self.reply.split(" ")]
+                self._active[request_id][-1] = self._active[request_id][-1].rstrip()
+                self._sent[request_id] = 0
+            for request_id, words in list(self._active.items()):
+                sent = self._sent[request_id]
+                if request_id in self._cancelled:
+                    events.append(self._event(request_id, "", True, "cancelled"))
+                    del self._active[request_id]
+                    continue
+                if self.stall and sent >= 1:
+                    continue
+                self._sent[request_id] = sent + 1
+                finished = sent + 1 == len(words)
+                events.append(
+                    self._event(request_id, words[sent], finished, "stop" if finished else None)
+                )
+                if finished:
+                    del self._active[request_id]
+        if self.stall and not events:
+            time.sleep(0.05)
+        return events
+
+    def _event(self, request_id, text, finished, reason):
+        return StepEvent(
+            request_id=request_id,
+            text=text,
+            finished=finished,
+            finish_reason=reason,
+            prompt_tokens=self._prompt[request_id],
+            completion_tokens=self._sent[request_id],
+        )
