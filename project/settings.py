@@ -187,7 +187,9 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # The socket timeout must outlast channels_redis's 5-second blocking reads;
+                # redis-py 8 defaults it to 5 s, which turns idle receives into errors.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
                 # Channel messages carry prompts and answers: encrypt them in Redis too.
                 "symmetric_encryption_keys": CHAT_KEYRING,
             },

@@ -61,8 +61,13 @@ async def _check_workers() -> dict:
     except Exception as exc:  # the shared cache (Redis) is down: no worker can be seen
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300], "workers": []}
     listed = [
-        {"name": w["name"], "state": w.get("state"), "model": w.get("model"),
-         "active": w.get("active", 0), "queued": w.get("queued", 0)}
+        {
+            "name": w["name"],
+            "state": w.get("state"),
+            "model": w.get("model"),
+            "active": w.get("active", 0),
+            "queued": w.get("queued", 0),
+        }
         for w in workers
     ]
     ready = any(w["state"] == "ready" for w in listed)

@@ -81,7 +81,9 @@ def test_redis_url_selects_an_encrypted_redis_channel_layer_and_accepts_tls(var_
 
     layer = loaded["CHANNEL_LAYERS"]["default"]
     assert layer["BACKEND"] == "channels_redis.core.RedisChannelLayer"
-    assert layer["CONFIG"]["hosts"] == ["rediss://redis.corp.example:6380/2"]
+    assert layer["CONFIG"]["hosts"] == [
+        {"address": "rediss://redis.corp.example:6380/2", "socket_timeout": 30}
+    ]
     assert layer["CONFIG"]["symmetric_encryption_keys"]
 
 

@@ -19,12 +19,13 @@ REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_SECONDS = 60
 
 
-def manage(*args: str, env: dict[str, str], timeout: float = 180) -> str:
+def manage(*args: str, env: dict[str, str], timeout: float = 180, stdin: str = "") -> str:
     """Run a management command to completion; raise with its output if it fails."""
     result = subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=REPO,
         env=env,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -38,9 +39,13 @@ def manage(*args: str, env: dict[str, str], timeout: float = 180) -> str:
     return result.stdout
 
 
+# The model `make test` prepares once under the repository's var/, shared by every test site.
+PREPARED_MODEL = REPO / "var" / "models" / "SmolLM2-135M-Instruct"
+
+
 def site_environment(var_dir: Path, **overrides: str) -> dict[str, str]:
     env = environ_without_profile()
-    env.update({"VAR_DIR": str(var_dir), "PYTHONUNBUFFERED": "1"})
+    env.update({"VAR_DIR": str(var_dir), "PYTHONUNBUFFERED": "1", "LLM_MODEL": str(PREPARED_MODEL)})
     env.update(overrides)
     return env
 

@@ -1,0 +1,247 @@
+"""Continuous batching with the real model: answers, joining, leaving, limits and text."""
+
+import pytest
+import torch
+
+from chat.inference.engine import SamplingParams
+from chat.inference.scheduler import IncrementalDecoder, QueueFull, Scheduler
+
+GREEDY = SamplingParams(max_new_tokens=12)
+
+
+def _scheduler(engine, **limits) -> Scheduler:
+    options = {"max_active": 8, "max_batch_tokens": 4096, "max_queue": 8} | limits
+    return Scheduler(engine, **options)
+
+
+def _prompt(engine, question: str, max_new_tokens: int = 12) -> list[int]:
+    return engine.prompt_ids([{"role": "user", "content": question}], max_new_tokens)
+
+
+def _run(scheduler: Scheduler, steps: int = 200) -> list[tuple[int, object]]:
+    """Every event until the scheduler is idle, with the step that produced it."""
+    events = []
+    for step in range(steps):
+        if not scheduler.has_work():
+            return events
+        events += [(step, event) for event in scheduler.step()]
+    raise AssertionError(f"the scheduler was still busy after {steps} steps")
+
+
+def _answers(events) -> dict[str, str]:
+    answers: dict[str, str] = {}
+    for _, event in events:
+        answers[event.request_id] = answers.get(event.request_id, "") + event.text
+    return answers
+
+
+def _finish(events, request_id):
+    return next(event for _, event in events if event.request_id == request_id and event.finished)
+
+
+def _generate(engine, prompt_ids: list[int], max_new_tokens: int) -> str:
+    """The answer of transformers' own generate(), one request alone."""
+    with torch.inference_mode():
+        output = engine.model.generate(
+            torch.tensor([prompt_ids]),
+            attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=engine.tokenizer.eos_token_id,
+        )
+    return engine.tokenizer.decode(output[0, len(prompt_ids) :], skip_special_tokens=True)
+
+
+def test_a_greedy_answer_to_a_factual_question_is_right(real_engine):
+    scheduler = _scheduler(real_engine)
+    scheduler.submit("q", _prompt(real_engine, "What is the capital of France?"), GREEDY)
+    events = _run(scheduler)
+    assert "Paris" in _answers(events)["q"]
+    finish = _finish(events, "q")
+    assert finish.finish_reason == "stop"
+    assert finish.prompt_tokens == len(_prompt(real_engine, "What is the capital of France?"))
+    assert 0 < finish.completion_tokens < 12
+    assert scheduler.active() == 0
+    assert scheduler.queued() == 0
+
+
+def test_answers_in_a_batch_are_the_same_as_answered_alone(real_engine):
+    """Padding, positions and cache merging must not change a single greedy token."""
+    first = _prompt(real_engine, "Name three colours of the rainbow.", 16)
+    second = _prompt(real_engine, "Write one sentence about the sea and the wind at night.", 16)
+    scheduler = _scheduler(real_engine)
+    scheduler.submit("first", first, SamplingParams(max_new_tokens=16))
+    events = [(0, event) for event in scheduler.step()]
+    events += [(1, event) for event in scheduler.step()]
+    scheduler.submit("second", second, SamplingParams(max_new_tokens=16))
+    events += _run(scheduler)
+    answers = _answers(events)
+    assert answers["first"] == _generate(real_engine, first, 16)
+    assert answers["second"] == _generate(real_engine, second, 16)
+
+
+def test_a_second_request_joins_the_running_batch_instead_of_waiting(real_engine):
+    scheduler = _scheduler(real_engine)
+    long_answer = SamplingParams(max_new_tokens=10, ignore_eos=True)
+    scheduler.submit("a", _prompt(real_engine, "Tell me a story."), long_answer)
+    events = []
+    for step in range(3):
+        events += [(step, event) for event in scheduler.step()]
+    scheduler.submit("b", _prompt(real_engine, "Tell me a joke."), long_answer)
+    events += [(step + 3, event) for step, event in _run(scheduler)]
+
+    b_first = min(step for step, event in events if event.request_id == "b" and event.text)
+    a_done = next(step for step, event in events if event.request_id == "a" and event.finished)
+    assert b_first < a_done
+    # Both advanced in the same steps: one forward pass for the whole batch.
+    a_steps = {step for step, event in events if event.request_id == "a"}
+    b_steps = {step for step, event in events if event.request_id == "b"}
+    assert len(a_steps & b_steps) >= 3
+    assert _finish(events, "a").completion_tokens == 10
+    assert _finish(events, "b").finish_reason == "length"
+
+
+def test_a_cancelled_answer_leaves_the_batch_at_the_next_step(real_engine):
+    scheduler = _scheduler(real_engine)
+    endless = SamplingParams(max_new_tokens=50, ignore_eos=True)
+    scheduler.submit("stopped", _prompt(real_engine, "Count to one hundred."), endless)
+    scheduler.submit("other", _prompt(real_engine, "Count to ten."), endless)
+    scheduler.step()
+    scheduler.step()
+    assert scheduler.active() == 2
+
+    scheduler.cancel("stopped")
+    events = scheduler.step()
+
+    stopped = [event for event in events if event.request_id == "stopped"]
+    assert len(stopped) == 1
+    assert stopped[0].finished
+    assert stopped[0].finish_reason == "cancelled"
+    assert 0 < stopped[0].completion_tokens < 50
+    assert scheduler.active() == 1
+    later = scheduler.step()
+    assert [event.request_id for event in later] == ["other"]
+    scheduler.cancel("other")
+    assert [event.finish_reason for event in scheduler.step()] == ["cancelled"]
+    assert not scheduler.has_work()
+
+
+def test_a_request_cancelled_while_waiting_never_starts(real_engine):
+    scheduler = _scheduler(real_engine, max_active=1)
+    scheduler.submit("running", _prompt(real_engine, "Hi"), GREEDY)
+    scheduler.submit("waiting", _prompt(real_engine, "Hello"), GREEDY)
+    scheduler.cancel("waiting")
+    events = scheduler.step()
+    waiting = [event for event in events if event.request_id == "waiting"]
+    assert [(e.finish_reason, e.completion_tokens) for e in waiting] == [("cancelled", 0)]
+    assert scheduler.queued() == 0
+
+
+def test_requests_past_the_queue_limit_are_refused(real_engine):
+    scheduler = _scheduler(real_engine, max_active=1, max_queue=2)
+    prompt = _prompt(real_engine, "Hi")
+    # One takes the free place in the batch, two wait.
+    for request_id in ("a", "b", "c"):
+        scheduler.submit(request_id, prompt, GREEDY)
+    with pytest.raises(QueueFull):
+        scheduler.submit("d", prompt, GREEDY)
+    assert scheduler.queued() == 3
+
+
+def test_the_token_budget_makes_extra_requests_wait_not_fail(real_engine):
+    prompt = _prompt(real_engine, "What is the capital of France?")
+    params = SamplingParams(max_new_tokens=4, ignore_eos=True)
+    scheduler = _scheduler(real_engine, max_batch_tokens=len(prompt) + 4 + 5)
+    scheduler.submit("first", prompt, params)
+    scheduler.submit("second", prompt, params)
+    scheduler.step()
+    assert (scheduler.active(), scheduler.queued()) == (1, 1)
+
+    events = _run(scheduler)
+    assert _finish(events, "first").finish_reason == "length"
+    assert _finish(events, "second").finish_reason == "length"
+    first_done = next(s for s, e in events if e.request_id == "first" and e.finished)
+    second_start = min(s for s, e in events if e.request_id == "second")
+    assert second_start >= first_done
+
+
+def test_a_prompt_that_can_never_fit_is_refused_at_once(real_engine):
+    scheduler = _scheduler(real_engine, max_batch_tokens=300)
+    with pytest.raises(ValueError, match="at most 299 fit"):
+        scheduler.submit("huge", [1] * 300, GREEDY)
+    with pytest.raises(ValueError, match="empty"):
+        scheduler.submit("empty", [], GREEDY)
+
+
+def test_a_request_id_cannot_be_answered_twice_at_once(real_engine):
+    scheduler = _scheduler(real_engine)
+    scheduler.submit("same", _prompt(real_engine, "Hi"), GREEDY)
+    with pytest.raises(ValueError, match="already"):
+        scheduler.submit("same", _prompt(real_engine, "Hi"), GREEDY)
+
+
+def test_ignore_eos_generates_exactly_max_new_tokens(real_engine):
+    scheduler = _scheduler(real_engine)
+    params = SamplingParams(max_new_tokens=20, ignore_eos=True)
+    scheduler.submit("bench", _prompt(real_engine, "Say yes."), params)
+    finish = _finish(_run(scheduler), "bench")
+    assert (finish.finish_reason, finish.completion_tokens) == ("length", 20)
+
+
+def test_a_tiny_top_p_samples_only_the_most_likely_token(real_engine):
+    prompt = _prompt(real_engine, "What is the capital of France?")
+    scheduler = _scheduler(real_engine)
+    scheduler.submit("greedy", prompt, GREEDY)
+    scheduler.submit(
+        "sampled", prompt, SamplingParams(temperature=1.5, top_p=1e-6, max_new_tokens=12)
+    )
+    answers = _answers(_run(scheduler))
+    assert answers["sampled"] == answers["greedy"]
+
+
+def test_sampled_answers_vary_but_stay_text(real_engine):
+    torch.manual_seed(0)
+    prompt = _prompt(real_engine, "Invent a name for a cat.")
+    scheduler = _scheduler(real_engine)
+    params = SamplingParams(temperature=1.2, top_p=0.95, max_new_tokens=12, ignore_eos=True)
+    for number in range(4):
+        scheduler.submit(f"cat{number}", prompt, params)
+    answers = _answers(_run(scheduler))
+    assert len(set(answers.values())) > 1
+    assert all(answer.strip() for answer in answers.values())
+
+
+# --- Text that never splits a character -------------------------------------------------------
+
+
+def test_a_character_split_across_tokens_is_released_whole(real_engine):
+    tokenizer = real_engine.tokenizer
+    text = "Café 😀 naïve 日本語 ok 🎉!"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    # The test only means something if some token alone is half a character.
+    assert any("\ufffd" in tokenizer.decode([token]) for token in ids)
+
+    decoder = IncrementalDecoder(tokenizer)
+    pieces = [decoder.push(token) for token in ids]
+    pieces.append(decoder.flush())
+    assert all("\ufffd" not in piece for piece in pieces)
+    assert "".join(pieces) == tokenizer.decode(ids)
+
+
+def test_an_answer_cut_off_inside_a_character_ends_without_half_of_it(real_engine):
+    tokenizer = real_engine.tokenizer
+    ids = tokenizer(" ok 😀", add_special_tokens=False)["input_ids"]
+    decoder = IncrementalDecoder(tokenizer)
+    pieces = [decoder.push(token) for token in ids[:-1]]
+    pieces.append(decoder.flush())
+    assert "".join(pieces) == " ok"
+
+
+def test_streamed_answers_with_emoji_never_carry_half_a_character(real_engine):
+    scheduler = _scheduler(real_engine)
+    prompt = _prompt(real_engine, "Reply with five emoji and the word café.", 24)
+    scheduler.submit("emoji", prompt, SamplingParams(max_new_tokens=24))
+    events = _run(scheduler)
+    texts = [event.text for _, event in events]
+    assert all("\ufffd" not in text for text in texts)
+    assert "".join(texts).strip()
