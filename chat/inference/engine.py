@@ -1,0 +1,261 @@
+"""The language model in memory: loading it offline, sampling parameters, and prompts.
+
+The engine is the only place that knows how a conversation becomes token ids. It loads a
+local Hugging Face causal-LM directory with ``local_files_only=True`` and with the hub's
+offline switches set before transformers is imported, so no code path here can reach the
+network; it never runs code shipped with a model (``trust_remote_code`` stays off).
+"""
+
+import logging
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import torch
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+# transformers is imported lazily, after these: it and huggingface_hub read them at import.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+logger = logging.getLogger(__name__)
+
+# Sampling bounds: above 2 the default model produces noise, not answers.
+MAX_TEMPERATURE = 2.0
+ROLES = ("user", "assistant")
+# End-of-turn markers of common chat templates. A model whose tokenizer's eos_token is the
+# end of the whole document (not of one answer) still stops at the end of its turn.
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How one answer is generated. Temperature 0 means greedy (deterministic) decoding."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = field(default_factory=lambda: settings.LLM_MAX_NEW_TOKENS)
+    # For benchmarks only: generate exactly max_new_tokens, ignoring end-of-answer tokens.
+    ignore_eos: bool = False
+
+    def __post_init__(self):
+        for name in ("temperature", "top_p"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{name} must be a number, not {value!r}.")
+            # Frozen: normalise ints to floats through object.__setattr__.
+            object.__setattr__(self, name, float(value))
+        if not 0.0 <= self.temperature <= MAX_TEMPERATURE:
+            raise ValueError(
+                f"temperature must be between 0 and {MAX_TEMPERATURE:g}, not {self.temperature:g}."
+            )
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be greater than 0 and at most 1, not {self.top_p:g}.")
+        limit = settings.LLM_MAX_NEW_TOKENS
+        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int):
+            raise ValueError(f"max_new_tokens must be a whole number, not {self.max_new_tokens!r}.")
+        if not 1 <= self.max_new_tokens <= limit:
+            raise ValueError(
+                f"max_new_tokens must be between 1 and {limit}, not {self.max_new_tokens}."
+            )
+        if not isinstance(self.ignore_eos, bool):
+            raise ValueError(f"ignore_eos must be true or false, not {self.ignore_eos!r}.")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+    @classmethod
+    def from_request(cls, data: dict) -> "SamplingParams":
+        """Parameters from a request's JSON object; missing or null fields take defaults."""
+        if not isinstance(data, dict):
+            raise ValueError("Sampling parameters must be a JSON object.")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"Unknown sampling parameter {unknown[0]!r}; use {', '.join(sorted(known))}."
+            )
+        return cls(**{name: value for name, value in data.items() if value is not None})
+
+
+class Engine:
+    """A causal language model and its tokenizer, ready for batched generation."""
+
+    @classmethod
+    def from_settings(cls) -> "Engine":
+        return cls(
+            Path(settings.LLM_MODEL),
+            device=settings.LLM_DEVICE,
+            dtype=settings.LLM_DTYPE,
+            system_prompt=settings.LLM_SYSTEM_PROMPT,
+            max_context=settings.LLM_MAX_CONTEXT,
+        )
+
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        device: str = "",
+        dtype: str = "",
+        system_prompt: str = "",
+        max_context: int = 0,
+    ):
+        model_dir = Path(model_dir)
+        if not (model_dir / "config.json").is_file():
+            raise ImproperlyConfigured(
+                f"No model at {model_dir}: run `python manage.py prepare_model` for the "
+                "default model, or set LLM_MODEL to a local Hugging Face model directory."
+            )
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.model_dir = model_dir
+        self.model_name = model_dir.name
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if dtype:
+            self.dtype = getattr(torch, dtype)
+        else:
+            # bf16 halves memory and runs fast on GPUs; most CPUs compute it slower than fp32.
+            self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        self.system_prompt = system_prompt
+        self.tokenizer = AutoTokenizer.from_pretrained(
+            model_dir, local_files_only=True, trust_remote_code=False
+        )
+        if not self.tokenizer.chat_template:
+            raise ImproperlyConfigured(
+                f"The tokenizer in {model_dir} has no chat template; LLM_MODEL must be an "
+                "instruction-tuned (chat) model."
+            )
+        self.model = AutoModelForCausalLM.from_pretrained(
+            model_dir, local_files_only=True, trust_remote_code=False, dtype=self.dtype
+        )
+        self.model.to(self.device)
+        self.model.eval()
+        self.context_length = self._context_length(max_context)
+        self.stop_token_ids = self._stop_token_ids()
+        logger.info(
+            "Loaded model %s on %s (%s), context %d tokens",
+            self.model_name,
+            self.device,
+            str(self.dtype).removeprefix("torch."),
+            self.context_length,
+        )
+
+    def _context_length(self, max_context: int) -> int:
+        config = self.model.config
+        own = getattr(config, "max_position_embeddings", 0) or 0
+        if not own:
+            # Tokenizers without a known limit report a huge sentinel value.
+            own = self.tokenizer.model_max_length if self.tokenizer.model_max_length < 10**7 else 0
+        if max_context and own and max_context > own:
+            logger.warning(
+                "LLM_MAX_CONTEXT=%d exceeds the model's context of %d tokens; using %d.",
+                max_context,
+                own,
+                own,
+            )
+            return own
+        if not (max_context or own):
+            raise ImproperlyConfigured(
+                f"The model in {self.model_dir} does not say how long its context is; "
+                "set LLM_MAX_CONTEXT."
+            )
+        return max_context or own
+
+    def _stop_token_ids(self) -> frozenset[int]:
+        ids: set[int] = set()
+        for source in (self.model.generation_config, self.model.config, self.tokenizer):
+            value = getattr(source, "eos_token_id", None)
+            if isinstance(value, int):
+                ids.add(value)
+            elif isinstance(value, list | tuple):
+                ids.update(v for v in value if isinstance(v, int))
+        vocabulary = self.tokenizer.get_vocab()
+        special = set(self.tokenizer.all_special_tokens)
+        for token in END_OF_TURN_TOKENS:
+            if token in vocabulary and (token in special or token in self.tokenizer.chat_template):
+                ids.add(vocabulary[token])
+        if not ids:
+            raise ImproperlyConfigured(
+                f"The model in {self.model_dir} defines no end-of-sequence token, so its "
+                "answers would never end; choose another LLM_MODEL."
+            )
+        return frozenset(ids)
+
+    # --- Prompts ------------------------------------------------------------------------
+
+    def prompt_ids(self, messages: list[dict], max_new_tokens: int) -> list[int]:
+        """Token ids of the chat so far, shortened to leave room for ``max_new_tokens``.
+
+        ``messages`` are the conversation's user and assistant turns, oldest first, ending
+        with the user's newest message. When they do not fit, whole turns are dropped from
+        the start (the system prompt and the newest message always stay); when the newest
+        message alone does not fit, its beginning is cut off.
+        """
+        _check_messages(messages)
+        budget = self.context_length - max_new_tokens
+        if budget <= 0:
+            raise ValueError(
+                f"max_new_tokens ({max_new_tokens}) leaves no room for the prompt in a context "
+                f"of {self.context_length} tokens."
+            )
+        starts = _turn_starts(messages)
+        # Dropping more turns never makes the prompt longer, so bisect over how many to drop:
+        # a few renders instead of one per turn for long conversations.
+        low, high = 0, len(starts) - 1
+        if len(self._encode(messages[starts[high] :])) > budget:
+            return self._truncated_newest(messages[-1], budget)
+        while low < high:
+            middle = (low + high) // 2
+            if len(self._encode(messages[starts[middle] :])) <= budget:
+                high = middle
+            else:
+                low = middle + 1
+        return self._encode(messages[starts[low] :])
+
+    def _encode(self, messages: list[dict]) -> list[int]:
+        if self.system_prompt:
+            messages = [{"role": "system", "content": self.system_prompt}, *messages]
+        text = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
+        # The rendered template already holds every special token the model expects.
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _truncated_newest(self, message: dict, budget: int) -> list[int]:
+        frame = len(self._encode([{**message, "content": ""}]))
+        if frame >= budget:
+            raise ValueError(
+                f"The system prompt alone ({frame} tokens with the chat template) does not fit "
+                f"in a context of {self.context_length} tokens with room for the answer; "
+                "shorten LLM_SYSTEM_PROMPT or lower max_new_tokens."
+            )
+        content_ids = self.tokenizer(message["content"], add_special_tokens=False)["input_ids"]
+        keep = budget - frame
+        while True:
+            content = self.tokenizer.decode(content_ids[-keep:]) if keep > 0 else ""
+            ids = self._encode([{**message, "content": content}])
+            # Tokens can merge differently at the new start; shrink until it really fits.
+            if len(ids) <= budget:
+                return ids
+            keep -= len(ids) - budget
+
+
+def _check_messages(messages: list[dict]) -> None:
+    if not messages:
+        raise ValueError("A prompt needs at least one message.")
+    for message in messages:
+        if message.get("role") not in ROLES or not isinstance(message.get("content"), str):
+            raise ValueError("Each message needs a role of 'user' or 'assistant' and text content.")
+    if messages[-1]["role"] != "user":
+        raise ValueError("The newest message must be the user's.")
+
+
+def _turn_starts(messages: list[dict]) -> list[int]:
+    """Indexes where a turn (a user message and the answers after it) begins."""
+    starts = [i for i, message in enumerate(messages) if message["role"] == "user"]
+    if starts[0] != 0:
+        # Answers before the first user message belong to no turn; they go first.
+        starts.insert(0, 0)
+    return starts
