@@ -21,6 +21,12 @@ view, without re-concatenating the cache as ``DynamicCache`` does on each token.
 sequences are left-padded; the mask hides the padding and each row's ``position_ids`` count
 only its real tokens. Joining the batch and leaving it copy the cache once, which happens
 once per request, not once per token.
+
+Limits of this design: one mask serves every layer, so models with sliding-window layers
+attend to their whole context (identical answers while it is shorter than the window);
+memory follows the longest sequence times the number of rows, which max_batch_tokens (a sum
+of each request's prompt plus answer) does not bound on its own; and a long prompt's
+prefill runs in one forward pass, during which the other answers wait.
 """
 
 import collections
@@ -225,7 +231,7 @@ class _BatchCache:
 
 def _resized(tensor: torch.Tensor, rows: int, columns: int) -> tuple[int, ...]:
     """The shape of a cache tensor with ``rows`` sequences of ``columns`` tokens."""
-    batch, heads, _, width = tensor.shape
+    _, heads, _, width = tensor.shape
     return (rows, heads, columns, width)
 
 
@@ -338,13 +344,14 @@ class Scheduler:
         for sequence in self._sequences:
             if sequence.request.request_id in cancelled:
                 sequence.finish_reason = "cancelled"
-        # Cancelled rows leave before the forward pass instead of costing one more token.
-        events += self._release()
         with torch.inference_mode():
+            # Cancelled rows leave before the forward pass instead of costing one more token.
+            events += self._release()
             self._prefill(admitted)
             if self._sequences:
                 self._decode()
-        return events + self._release()
+            events += self._release()
+        return events
 
     def _admit(self) -> list[_Request]:
         """Waiting requests that fit now, oldest first. One that does not fit holds back
@@ -382,10 +389,13 @@ class Scheduler:
             sequence = _Sequence(request, IncrementalDecoder(self.engine.tokenizer))
             length = len(request.prompt_ids)
             cache = _BatchCache(1, device, self.engine.dtype)
-            input_ids = torch.tensor([request.prompt_ids], dtype=torch.long, device=device)
-            positions = torch.arange(length, device=device)[None, :]
-            causal = torch.full((length, length), torch.finfo(self.engine.dtype).min, device=device)
             try:
+                input_ids = torch.tensor([request.prompt_ids], dtype=torch.long, device=device)
+                positions = torch.arange(length, device=device)[None, :]
+                hidden = torch.finfo(self.engine.dtype).min
+                causal = torch.full(
+                    (length, length), hidden, dtype=self.engine.dtype, device=device
+                )
                 logits = self._forward(cache, input_ids, positions, causal.triu_(1)[None, None])
                 self._accept(sequence, self._sample(logits, [request.params])[0])
             except Exception:
@@ -397,7 +407,16 @@ class Scheduler:
                 self._leaving.append(sequence)
         if joining:
             parts = [] if self._cache is None else [self._cache]
-            self._cache = _BatchCache.merged(parts + [cache for _, cache in joining])
+            try:
+                self._cache = _BatchCache.merged(parts + [cache for _, cache in joining])
+            except Exception:
+                # Out of memory, typically: the running batch is untouched, only the
+                # newcomers fail.
+                logger.exception("Could not add %d requests to the batch", len(joining))
+                for sequence, _ in joining:
+                    sequence.finish_reason = "error"
+                    self._leaving.append(sequence)
+                return
             self._sequences += [sequence for sequence, _ in joining]
 
     def _decode(self) -> None:
@@ -438,11 +457,17 @@ class Scheduler:
             temperature = torch.tensor([params[row].temperature for row in sampled], device=device)
             top_p = torch.tensor([params[row].top_p for row in sampled], device=device)
             scaled = logits.index_select(0, rows).float() / temperature[:, None]
-            probs, order = torch.softmax(scaled, dim=-1).sort(dim=-1, descending=True)
-            # The smallest set of most likely tokens whose probabilities reach top_p; the
-            # most likely token is always in it.
-            probs.masked_fill_(probs.cumsum(dim=-1) - probs >= top_p[:, None], 0.0)
-            tokens.index_copy_(0, rows, order.gather(1, torch.multinomial(probs, 1)).squeeze(1))
+            probs = torch.softmax(scaled, dim=-1)
+            if any(params[row].top_p < 1.0 for row in sampled):
+                # Sorting the vocabulary costs more than the rest of sampling: only for top_p.
+                probs, order = probs.sort(dim=-1, descending=True)
+                # The smallest set of most likely tokens whose probabilities reach top_p;
+                # the most likely token is always in it.
+                probs.masked_fill_(probs.cumsum(dim=-1) - probs >= top_p[:, None], 0.0)
+                choice = order.gather(1, torch.multinomial(probs, 1))
+            else:
+                choice = torch.multinomial(probs, 1)
+            tokens.index_copy_(0, rows, choice.squeeze(1))
         return tokens.tolist()
 
     def _release(self) -> list[StepEvent]:

@@ -16,7 +16,7 @@ from chat.inference import registry
 from chat.inference.worker import InferenceWorker
 from chat.models import Conversation, Message
 from tests.support.inference import ScriptedEngine, ScriptedScheduler
-from tests.support.personas import PASSWORD, login_2fa
+from tests.support.personas import PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

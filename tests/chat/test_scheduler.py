@@ -165,6 +165,14 @@ def test_the_token_budget_makes_extra_requests_wait_not_fail(real_engine):
     assert second_start >= first_done
 
 
+def test_the_limits_come_from_settings(real_engine, settings):
+    settings.LLM_MAX_BATCH = 3
+    settings.LLM_MAX_BATCH_TOKENS = 1000
+    settings.LLM_QUEUE_SIZE = 5
+    scheduler = Scheduler.from_settings(real_engine)
+    assert (scheduler.max_active, scheduler.max_batch_tokens, scheduler.max_queue) == (3, 1000, 5)
+
+
 def test_a_prompt_that_can_never_fit_is_refused_at_once(real_engine):
     scheduler = _scheduler(real_engine, max_batch_tokens=300)
     with pytest.raises(ValueError, match="at most 299 fit"):
@@ -188,6 +196,15 @@ def test_ignore_eos_generates_exactly_max_new_tokens(real_engine):
     assert (finish.finish_reason, finish.completion_tokens) == ("length", 20)
 
 
+def test_a_one_token_answer_ends_in_the_step_that_admitted_it(real_engine):
+    scheduler = _scheduler(real_engine)
+    scheduler.submit("short", _prompt(real_engine, "Say hi."), SamplingParams(max_new_tokens=1))
+    events = scheduler.step()
+    assert [(e.finish_reason, e.completion_tokens) for e in events] == [("length", 1)]
+    assert events[0].text
+    assert not scheduler.has_work()
+
+
 def test_a_tiny_top_p_samples_only_the_most_likely_token(real_engine):
     prompt = _prompt(real_engine, "What is the capital of France?")
     scheduler = _scheduler(real_engine)
@@ -203,12 +220,14 @@ def test_sampled_answers_vary_but_stay_text(real_engine):
     torch.manual_seed(0)
     prompt = _prompt(real_engine, "Invent a name for a cat.")
     scheduler = _scheduler(real_engine)
-    params = SamplingParams(temperature=1.2, top_p=0.95, max_new_tokens=12, ignore_eos=True)
-    for number in range(4):
+    for number, top_p in enumerate([1.0, 1.0, 0.95, 0.95]):
+        params = SamplingParams(temperature=1.2, top_p=top_p, max_new_tokens=12, ignore_eos=True)
         scheduler.submit(f"cat{number}", prompt, params)
-    answers = _answers(_run(scheduler))
+    events = _run(scheduler)
+    answers = _answers(events)
     assert len(set(answers.values())) > 1
     assert all(answer.strip() for answer in answers.values())
+    assert {_finish(events, f"cat{n}").finish_reason for n in range(4)} == {"length"}
 
 
 # --- Text that never splits a character -------------------------------------------------------
@@ -240,9 +259,9 @@ def test_an_answer_cut_off_inside_a_character_ends_without_half_of_it(real_engin
 
 def test_streamed_answers_with_emoji_never_carry_half_a_character(real_engine):
     scheduler = _scheduler(real_engine)
-    prompt = _prompt(real_engine, "Reply with five emoji and the word café.", 24)
-    scheduler.submit("emoji", prompt, SamplingParams(max_new_tokens=24))
-    events = _run(scheduler)
-    texts = [event.text for _, event in events]
+    # The model answers this with emoji, each of them several tokens long.
+    prompt = _prompt(real_engine, "What is the emoji for a smiling face?")
+    scheduler.submit("emoji", prompt, SamplingParams(max_new_tokens=12))
+    texts = [event.text for _, event in _run(scheduler)]
     assert all("\ufffd" not in text for text in texts)
-    assert "".join(texts).strip()
+    assert any(ord(character) > 0xFFFF for character in "".join(texts))

@@ -132,11 +132,13 @@ def _convert(gguf_file: Path, out_dir: Path) -> None:
     transformers = _offline_transformers()
     source = {"gguf_file": gguf_file.name, "local_files_only": True}
     tokenizer = transformers.AutoTokenizer.from_pretrained(gguf_file.parent, **source)
-    # Plain dense weights even where the `kernels` package would let transformers keep the
-    # GGUF blocks: those cannot be saved as safetensors.
-    model = transformers.AutoModelForCausalLM.from_pretrained(
-        gguf_file.parent, quantization_config=transformers.GgufConfig(dequantize=True), **source
-    )
+    gguf_config = getattr(transformers, "GgufConfig", None)
+    if gguf_config is not None:
+        # Plain dense weights even where the `kernels` package would let transformers keep
+        # the GGUF blocks, which cannot be saved as safetensors. Releases without GgufConfig
+        # always dequantise.
+        source["quantization_config"] = gguf_config(dequantize=True)
+    model = transformers.AutoModelForCausalLM.from_pretrained(gguf_file.parent, **source)
     # Some transformers releases keep the GGUF quantiser on the dequantised model, and then
     # save_pretrained refuses to write it; dropping the quantiser (as transformers' own
     # dequantize() ends by doing) leaves a plain model.
