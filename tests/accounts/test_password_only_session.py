@@ -52,6 +52,9 @@ def test_every_page_sends_an_anonymous_visitor_to_sign_in(client, path):
 
 
 def test_health_and_the_sign_in_page_need_no_session(client):
+    from chat.inference import registry
+
+    registry.beat("w", {"state": "ready", "model": "m"})
     assert client.get("/healthz", REMOTE_ADDR="10.5.5.5", secure=True).status_code == 200
     assert client.get("/accounts/login/", REMOTE_ADDR="10.5.5.5", secure=True).status_code == 200
 

@@ -22,13 +22,15 @@ def site(tmp_path_factory, postgres_server_url, redis_server_url):
         yield running
 
 
-def test_health_is_ok_with_postgresql_and_redis(site):
+def test_health_sees_postgresql_and_redis_and_says_no_worker_runs_yet(site):
+    # The production profile runs no worker inside the web process; none is started here.
     status, body = site.json("/healthz")
 
-    assert status == 200
+    assert status == 503
     assert body["checks"] == {
         "database": {"ok": True, "ms": body["checks"]["database"]["ms"]},
         "channel_layer": {"ok": True, "ms": body["checks"]["channel_layer"]["ms"]},
+        "inference": {"ok": False, "workers": [], "error": "no inference worker is ready"},
     }
 
 

@@ -4,6 +4,7 @@ import ipaddress
 import re
 import socket
 import ssl
+import time
 
 import pytest
 from cryptography import x509
@@ -98,13 +99,24 @@ def test_responses_carry_the_security_headers(site):
     assert "server" not in headers
 
 
-def test_health_is_reported_ok_for_database_and_channel_layer(site):
+def test_health_is_ok_once_the_embedded_worker_has_loaded_the_model(site):
+    deadline = time.monotonic() + 120
     status, body = site.json("/healthz")
+    while status != 200 and time.monotonic() < deadline:
+        # Before its first heartbeat the worker is not listed at all.
+        assert body["checks"]["inference"]["error"] in (
+            "workers are loading",
+            "no inference worker is ready",
+        ), body
+        time.sleep(0.5)
+        status, body = site.json("/healthz")
 
     assert status == 200
     assert body["status"] == "ok"
     assert body["checks"]["database"]["ok"] is True
     assert body["checks"]["channel_layer"]["ok"] is True
+    (worker,) = body["checks"]["inference"]["workers"]
+    assert (worker["state"], worker["model"]) == ("ready", "SmolLM2-135M-Instruct")
 
 
 def test_the_stylesheet_is_served_locally_from_the_collected_files(site):
