@@ -1,4 +1,5 @@
-"""Encryption at rest with the project keyring (``CHAT_KEYS`` or ``var/keys/chat_keyring``).
+"""Encryption at rest with the project keyring (``CHAT_ENCRYPTION_KEYS`` or
+``var/keys/chat_keyring``).
 
 The keyring is a MultiFernet: the first key encrypts, every key decrypts, so a new key can
 be put in front and old data re-encrypted at leisure. ``EncryptedTextField`` stores text as a
@@ -23,7 +24,7 @@ def _keyring(keys: tuple[str, ...]) -> MultiFernet:
         return MultiFernet([Fernet(key) for key in keys])
     except (ValueError, TypeError):
         raise ImproperlyConfigured(
-            "CHAT_KEYS (or var/keys/chat_keyring) holds a value that is not a Fernet key: "
+            "CHAT_ENCRYPTION_KEYS (or var/keys/chat_keyring) holds a value that is not a Fernet key: "
             "each key is 32 random bytes in URL-safe base64 (44 characters)."
         ) from None
 
@@ -41,7 +42,7 @@ def decrypt(token: str) -> str:
         return keyring().decrypt(token.encode("ascii")).decode("utf-8")
     except InvalidToken:
         raise DecryptionError(
-            "Stored data cannot be decrypted with any key in CHAT_KEYS: the key that "
+            "Stored data cannot be decrypted with any key in CHAT_ENCRYPTION_KEYS: the key that "
             "encrypted it is missing from the keyring (restore it from the key backup)."
         ) from None
 
@@ -61,7 +62,7 @@ class EncryptedTextField(models.TextField):
 
 def check_keyring_opens_stored_data() -> None:
     """Raise DecryptionError at start-up, not at a user's first click, when the keyring
-    cannot read what is stored (a key left out of CHAT_KEYS, the wrong key file restored).
+    cannot read what is stored (a key left out of CHAT_ENCRYPTION_KEYS, the wrong key file restored).
     Reads the oldest and the newest encrypted row of each kind."""
     from accounts.models import TOTPDevice
     from chat.models import Message

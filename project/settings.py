@@ -43,7 +43,7 @@ def _secret(env_name: str, file_name: str) -> list[str]:
 
 SECRET_KEY = _secret("SECRET_KEY", SECRET_KEY_FILE)[0]
 # Newest key first: it encrypts, every key in the ring decrypts (MultiFernet).
-CHAT_KEYRING = _secret("CHAT_KEYS", CHAT_KEYRING_FILE)
+CHAT_KEYRING = _secret("CHAT_ENCRYPTION_KEYS", CHAT_KEYRING_FILE)
 AUDIT_HMAC_KEY = _secret("AUDIT_HMAC_KEY", AUDIT_HMAC_KEY_FILE)[0]
 
 # --- Network: where we listen, who may connect -------------------------------------------

@@ -39,6 +39,11 @@ def test_an_employee_chats_stops_reloads_renames_exports_and_deletes(site, page_
     expect(answer).to_contain_text("Paris", timeout=ANSWER_TIMEOUT)
     expect(page.locator("#stop-button")).to_be_hidden(timeout=ANSWER_TIMEOUT)
     screenshots.take(page, "first-answer")
+    # Nothing of the question or the answer is in the database files on disk.
+    for stored in site.var_dir.glob("db.sqlite3*"):
+        data = stored.read_bytes()
+        assert b"capital of France" not in data
+        assert b"Paris" not in data
 
     ask(page, "Write a very long story about a lighthouse keeper and his cat.")
     expect(page.locator("#stop-button")).to_be_visible(timeout=ANSWER_TIMEOUT)

@@ -128,7 +128,7 @@ def test_secrets_from_the_environment_need_no_key_files(tmp_path):
     result = _load_settings(
         tmp_path,
         SECRET_KEY="x" * 60,
-        CHAT_KEYS="oB1Rmv6HaWkT2vYzq3b0gTn6E2A1J8cCl8sGk2hQeL0=",
+        CHAT_ENCRYPTION_KEYS="oB1Rmv6HaWkT2vYzq3b0gTn6E2A1J8cCl8sGk2hQeL0=",
         AUDIT_HMAC_KEY="ab" * 32,
     )
 

@@ -65,7 +65,7 @@ def throwaway_database(server_url: str) -> Iterator[str]:
 
 def environ_without_profile() -> dict[str, str]:
     """The current environment minus anything that would select a profile or a key."""
-    names = {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "CHAT_KEYS", "AUDIT_HMAC_KEY"}
+    names = {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "CHAT_ENCRYPTION_KEYS", "AUDIT_HMAC_KEY"}
     names |= {"TLS_CERT", "TLS_KEY", "TLS_CHAIN", "VAR_DIR", "INTERNAL_NETWORKS"}
     names |= {"TRUSTED_PROXIES", "ALLOWED_HOSTS", "PORT", "BIND", "DEBUG", "LLM_MODEL"}
     return {key: value for key, value in os.environ.items() if key not in names}

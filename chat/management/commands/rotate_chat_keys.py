@@ -12,7 +12,7 @@ class Command(BaseCommand):
     help = (
         "Re-encrypt every encrypted value (conversation titles, message contents, TOTP keys) "
         "under the newest key of the keyring, in batches of 500 rows. Put the new key first in "
-        "CHAT_KEYS (or var/keys/chat_keyring) and keep the old ones until this has finished; "
+        "CHAT_ENCRYPTION_KEYS (or var/keys/chat_keyring) and keep the old ones until this has finished; "
         "it is safe to interrupt and run again."
     )
 
