@@ -319,6 +319,11 @@ LLM_DEVICE = env_str("LLM_DEVICE")  # "cuda", "cuda:1", "cpu"; empty: CUDA when 
 LLM_DTYPE = env_str("LLM_DTYPE")  # "bfloat16", "float16", "float32"; empty: bf16 on CUDA
 if LLM_DTYPE not in {"", "bfloat16", "float16", "float32"}:
     raise ImproperlyConfigured(f"LLM_DTYPE={LLM_DTYPE!r}: use bfloat16, float16 or float32.")
+# "int8": dynamic int8 quantisation of the linear layers on CPU (faster, slightly lossy; see
+# docs/performance.md for the quality check). Empty: the weights as they are.
+LLM_QUANTIZE = env_str("LLM_QUANTIZE")
+if LLM_QUANTIZE not in {"", "int8"}:
+    raise ImproperlyConfigured(f"LLM_QUANTIZE={LLM_QUANTIZE!r}: use int8, or leave it empty.")
 LLM_SYSTEM_PROMPT = env_str(
     "LLM_SYSTEM_PROMPT",
     "You are a helpful assistant for the employees of this organisation. "
