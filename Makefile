@@ -12,7 +12,7 @@ TORCH_CPU ?= torch==2.13.0
 PYTEST_ARGS ?=
 TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: run test test-fast test-postgres browser model install install-dev torch secrets cert migrate static lint format clean
+.PHONY: run test test-fast test-postgres browser model install install-dev torch secrets cert migrate static lint format clean bench
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -113,6 +113,12 @@ test-fast: install-dev
 	$(PY) -m project.keys
 	$(PY) manage.py prepare_model
 	$(PY) -m pytest -m "not system and not e2e" $(PYTEST_ARGS)
+
+# The full benchmark (docs/performance.md): baseline generate, engine alone, and end to end in
+# both profiles; about 10-20 minutes on a small CPU machine. BENCH_ARGS="--tokens 32" etc.
+BENCH_ARGS ?=
+bench: model
+	$(PY) manage.py bench_chat $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var/static .pytest_cache .ruff_cache

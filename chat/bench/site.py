@@ -1,0 +1,388 @@
+"""End to end as a user sees it: real `manage.py serve` (and, in the production profile,
+`manage.py inference_worker` with Redis and PostgreSQL) on a fresh state directory, N users
+signed in over HTTPS with password and authenticator code, one websocket each.
+
+Everything listens on loopback only; every wait has a bound; every process started here is
+stopped (its whole process group) when the phase ends, also on errors and Ctrl-C.
+"""
+
+import asyncio
+import base64
+import contextlib
+import html
+import http.client
+import http.cookiejar
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from django.conf import settings
+
+from chat.bench.local import prompt_for
+from chat.bench.metrics import Stream, peak_rss_mb, summarise
+
+REPO = Path(settings.BASE_DIR)
+# Variables that select a profile, a key or an address: a bench site sets its own.
+PROFILE_VARIABLES = {
+    "DATABASE_URL",
+    "REDIS_URL",
+    "SECRET_KEY",
+    "CHAT_ENCRYPTION_KEYS",
+    "AUDIT_HMAC_KEY",
+    "TLS_CERT",
+    "TLS_KEY",
+    "TLS_CHAIN",
+    "VAR_DIR",
+    "INTERNAL_NETWORKS",
+    "TRUSTED_PROXIES",
+    "ALLOWED_HOSTS",
+    "PORT",
+    "BIND",
+    "DEBUG",
+    "LLM_MODEL",
+    "EMBEDDED_WORKER",
+}
+START_TIMEOUT = 180
+FRAME_TIMEOUT = 120
+LEVEL_TIMEOUT = 900
+# Throwaway accounts on a throwaway site; the password only has to pass the validators.
+PASSWORD = "bench " + secrets.token_hex(8)
+
+CREATE_USERS = """
+import sys
+from accounts import services
+password = sys.stdin.readline().rstrip("\\n")
+for name in sys.stdin.read().split():
+    services.create_user(username=name, password=password)
+"""
+
+
+class BenchError(Exception):
+    pass
+
+
+def _run(args: list[str], env: dict, *, stdin: str = "", timeout: float = 300) -> str:
+    # The project's own interpreter and manage.py, with fixed arguments.
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, *args],
+        cwd=REPO,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise BenchError(f"{' '.join(args)} exited {result.returncode}:\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def throwaway_database(server_url: str) -> Iterator[str]:
+    """CREATE DATABASE bench_<hex> on the server, dropped (WITH FORCE) afterwards."""
+    import psycopg
+
+    name = f"bench_{secrets.token_hex(6)}"
+    with psycopg.connect(server_url, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(server_url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def services_answer(postgres_url: str, redis_url: str) -> str | None:
+    """None when both servers answer, else why not."""
+    try:
+        import psycopg
+
+        with psycopg.connect(postgres_url, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:
+        return f"PostgreSQL at {postgres_url}: {exc}"
+    try:
+        import redis
+
+        client = redis.Redis.from_url(redis_url, socket_connect_timeout=3)
+        client.ping()
+        client.close()
+    except Exception as exc:
+        return f"Redis at {redis_url}: {exc}"
+    return None
+
+
+class Site:
+    """A served site on its own VAR_DIR; ``worker_pid`` is the process running the model."""
+
+    def __init__(self, var_dir: Path, model_dir: Path, extra_env: dict[str, str]):
+        self.var_dir = var_dir
+        self.port = free_port()
+        self.env = {k: v for k, v in os.environ.items() if k not in PROFILE_VARIABLES}
+        self.env.update(
+            {
+                "VAR_DIR": str(var_dir),
+                "LLM_MODEL": str(model_dir),
+                "PYTHONUNBUFFERED": "1",
+                "DJANGO_SETTINGS_MODULE": "project.settings",
+                **extra_env,
+            }
+        )
+        self.processes: list[subprocess.Popen] = []
+        self.worker_pid: int | None = None
+
+    # --- Lifecycle ----------------------------------------------------------------------
+
+    def prepare(self, users: list[str]) -> None:
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        _run(["-m", "project.keys", "--var-dir", str(self.var_dir)], self.env)
+        _run(["manage.py", "gencert", "--if-missing"], self.env)
+        _run(["manage.py", "migrate", "--noinput"], self.env)
+        _run(["manage.py", "collectstatic", "--noinput", "--verbosity", "0"], self.env)
+        _run(
+            ["manage.py", "shell", "--no-imports", "-c", CREATE_USERS],
+            self.env,
+            stdin=PASSWORD + "\n" + "\n".join(users) + "\n",
+        )
+
+    def start(self, *, separate_worker: bool) -> None:
+        serve = self._spawn(["manage.py", "serve", "--port", str(self.port), "--no-access-log"])
+        self.worker_pid = serve.pid
+        if separate_worker:
+            self.worker_pid = self._spawn(["manage.py", "inference_worker"], "worker").pid
+        self._wait_until_ready()
+
+    def _spawn(self, args: list[str], name: str = "serve") -> subprocess.Popen:
+        with (self.var_dir / f"{name}.log").open("w") as log:
+            # The project's own interpreter and commands; a process group of their own, so
+            # that stopping them stops anything they started.
+            process = subprocess.Popen(  # noqa: S603
+                [sys.executable, *args],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.processes.append(process)
+        return process
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}"
+            for path in sorted(self.var_dir.glob("*.log"))
+        )
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            for process in self.processes:
+                if process.poll() is not None:
+                    raise BenchError(f"{process.args[1]} exited early:\n{self.logs()}")
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                if self._status("/healthz") == 200:
+                    return
+            time.sleep(0.5)
+        raise BenchError(f"no ready worker within {START_TIMEOUT} s:\n{self.logs()}")
+
+    # --- HTTPS ----------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"https://localhost:{self.port}"
+
+    def tls_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.var_dir / "tls" / "ca.crt"))
+
+    def _status(self, path: str) -> int:
+        conn = http.client.HTTPSConnection(
+            "localhost", self.port, context=self.tls_context(), timeout=10
+        )
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            response.read()
+            return response.status
+        finally:
+            conn.close()
+
+    def sign_in(self, username: str) -> str:
+        """Password, then the first-time enrolment with a TOTP code from the shown key;
+        returns the session's Cookie header."""
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(
+            urllib.request.HTTPSHandler(context=self.tls_context()),
+            urllib.request.HTTPCookieProcessor(jar),
+        )
+
+        def get(path: str) -> str:
+            with opener.open(self.base_url + path, timeout=60) as response:
+                return response.read().decode()
+
+        def post(path: str, page: str, fields: dict) -> str:
+            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+            if token is None:
+                raise BenchError(f"no CSRF token on the page before {path}: {page[:300]}")
+            data = urllib.parse.urlencode({"csrfmiddlewaretoken": token.group(1), **fields})
+            # Always this site's own https://localhost address.
+            request = urllib.request.Request(  # noqa: S310
+                self.base_url + path,
+                data=data.encode(),
+                headers={"Origin": self.base_url, "Referer": self.base_url + path},
+            )
+            with opener.open(request, timeout=60) as response:
+                return response.read().decode()
+
+        page = post(
+            "/accounts/login/",
+            get("/accounts/login/"),
+            {"username": username, "password": PASSWORD},
+        )
+        key = re.search(r'class="secret-key"[^>]*><code>([^<]+)</code>', page)
+        if key is None:
+            raise BenchError(f"{username}: no enrolment page after the password: {page[:300]}")
+        code = totp(html.unescape(key.group(1)).replace(" ", ""), time.time())
+        page = post("/accounts/enrol/", page, {"code": code})
+        if "data-backup-codes" not in page:
+            raise BenchError(f"{username}: enrolment failed: {page[:300]}")
+        return "; ".join(f"{c.name}={c.value}" for c in jar)
+
+    # --- Websockets -----------------------------------------------------------------------
+
+    async def ask_together(self, cookies: list[str], tokens: int) -> list[Stream]:
+        """Each cookie's user asks its fixed question at the same moment, on its own socket."""
+        import websockets
+
+        async with contextlib.AsyncExitStack() as stack:
+            sockets = await asyncio.gather(
+                *(
+                    stack.enter_async_context(
+                        websockets.connect(
+                            f"wss://localhost:{self.port}/ws/chat/",
+                            ssl=self.tls_context(),
+                            origin=self.base_url,
+                            additional_headers={"Cookie": cookie},
+                            open_timeout=30,
+                            max_size=2**22,
+                        )
+                    )
+                    for cookie in cookies
+                )
+            )
+            return await asyncio.wait_for(
+                asyncio.gather(
+                    *(_ask(ws, prompt_for(i), tokens, i) for i, ws in enumerate(sockets))
+                ),
+                LEVEL_TIMEOUT,
+            )
+
+
+async def _ask(socket, content: str, tokens: int, index: int) -> Stream:
+    frame = {
+        "type": "chat.send",
+        "conversation": None,
+        "content": content,
+        "client_id": f"bench-{index}",
+        "params": {"max_new_tokens": tokens, "temperature": 0},
+    }
+    stream = Stream(start=time.perf_counter())
+    await socket.send(json.dumps(frame))
+    characters = 0
+    while True:
+        message = json.loads(await asyncio.wait_for(socket.recv(), FRAME_TIMEOUT))
+        now = time.perf_counter()
+        kind = message.get("type")
+        if kind == "chat.delta" and message.get("text"):
+            characters += len(message["text"])
+            stream.add(now, characters)
+        elif kind == "chat.done":
+            stream.end = now
+            stream.tokens = int((message.get("usage") or {}).get("completion_tokens") or 0)
+            if message.get("finish_reason") not in ("stop", "length"):
+                stream.error = f"finish_reason {message.get('finish_reason')}"
+            return stream
+        elif kind == "error":
+            stream.end = now
+            stream.error = f"error {message.get('code')}"
+            return stream
+
+
+def totp(base32_key: str, at: float) -> str:
+    from django_otp.oath import TOTP
+
+    key = base64.b32decode(base32_key + "=" * (-len(base32_key) % 8))
+    generator = TOTP(key, step=30, t0=0, digits=6)
+    generator.time = at
+    return f"{generator.token():06d}"
+
+
+def run_profile(
+    profile: str,
+    *,
+    run_dir: Path,
+    model_dir: Path,
+    levels: list[int],
+    tokens: int,
+    postgres_url: str = "",
+    redis_url: str = "",
+    say=print,
+) -> dict:
+    """One profile's end-to-end results: a summary per concurrency level."""
+    with contextlib.ExitStack() as stack:
+        extra = {}
+        if profile == "production":
+            database_url = stack.enter_context(throwaway_database(postgres_url))
+            extra = {"DATABASE_URL": database_url, "REDIS_URL": redis_url}
+        site = Site(run_dir / profile, model_dir, extra)
+        users = [f"bench{index:02d}" for index in range(max(levels))]
+        say(f"  {profile}: preparing {site.var_dir} ({len(users)} users)")
+        site.prepare(users)
+        stack.callback(site.stop)
+        say(f"  {profile}: starting on https://localhost:{site.port}/")
+        site.start(separate_worker=profile == "production")
+        cookies = [site.sign_in(user) for user in users]
+        say(f"  {profile}: {len(cookies)} users signed in; warming up")
+        asyncio.run(site.ask_together(cookies[:1], 4))
+        results = {"levels": {}, "worker_pid_was": site.worker_pid}
+        for count in levels:
+            streams = asyncio.run(site.ask_together(cookies[:count], tokens))
+            summary = summarise(streams)
+            summary["peak_rss_mb"] = peak_rss_mb(site.worker_pid)
+            results["levels"][str(count)] = summary
+            say(
+                f"  {profile}: {count} users, {summary['aggregate_tps']} tok/s aggregate, "
+                f"{summary['completed']}/{count} completed"
+            )
+        return results
