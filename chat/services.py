@@ -209,25 +209,27 @@ def _as_markdown(conversation: Conversation, messages) -> str:
     return "\n".join(lines)
 
 
+def message_as_dict(message: Message) -> dict:
+    """A message as the chat API and the JSON export show it."""
+    return {
+        "id": str(message.pk),
+        "role": message.role,
+        "content": message.content,
+        "status": message.status,
+        "model": message.model_name,
+        "created_at": message.created_at.isoformat(),
+        "prompt_tokens": message.prompt_tokens,
+        "completion_tokens": message.completion_tokens,
+    }
+
+
 def _as_json(conversation: Conversation, messages) -> str:
     return json.dumps(
         {
             "id": str(conversation.pk),
             "title": conversation.title,
             "created_at": conversation.created_at.isoformat(),
-            "messages": [
-                {
-                    "id": str(m.pk),
-                    "role": m.role,
-                    "content": m.content,
-                    "status": m.status,
-                    "model": m.model_name,
-                    "created_at": m.created_at.isoformat(),
-                    "prompt_tokens": m.prompt_tokens,
-                    "completion_tokens": m.completion_tokens,
-                }
-                for m in messages
-            ],
+            "messages": [message_as_dict(m) for m in messages],
         },
         ensure_ascii=False,
         indent=2,

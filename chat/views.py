@@ -58,15 +58,7 @@ def conversation_detail(request, conversation_id):
             "id": str(conversation.pk),
             "title": conversation.title,
             "messages": [
-                {
-                    "id": str(m.pk),
-                    "role": m.role,
-                    "content": m.content,
-                    "status": m.status,
-                    "model": m.model_name,
-                    "created_at": m.created_at.isoformat(),
-                }
-                for m in conversation.messages.order_by("created_at")
+                services.message_as_dict(m) for m in conversation.messages.order_by("created_at")
             ],
         }
     )

@@ -13,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from django_otp.oath import TOTP
 
-from tests.support.server import REPO, site_environment
+from tests.support.server import REPO, free_port, served_site, site_environment
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = REPO / "var" / "e2e"
@@ -26,6 +26,14 @@ def spki_pin(cert_path: Path) -> str:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory):
+    """One served site (embedded profile, real model) for the browser tests; each test
+    makes its own accounts. A module that needs a site of its own overrides this."""
+    with served_site(tmp_path_factory.mktemp("var"), free_port()) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -4,15 +4,8 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import Account, create_account, password_step, sign_in
-from tests.support.server import free_port, served_site
 
 pytestmark = [pytest.mark.e2e, pytest.mark.system]
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    with served_site(tmp_path_factory.mktemp("var"), free_port()) as running:
-        yield running
 
 
 def test_an_admin_creates_a_user_and_resets_a_second_factor(site, page_for, screenshots):

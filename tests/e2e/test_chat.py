@@ -5,17 +5,10 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import Account, create_account, sign_in
-from tests.support.server import free_port, served_site
 
 pytestmark = [pytest.mark.e2e, pytest.mark.system]
 
 ANSWER_TIMEOUT = 90_000  # ms: the first answer also waits for the model to load
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    with served_site(tmp_path_factory.mktemp("var"), free_port()) as running:
-        yield running
 
 
 def ask(page, question):

@@ -13,7 +13,6 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import Account, create_account, sign_in
-from tests.support.server import free_port, served_site
 
 pytestmark = [pytest.mark.e2e, pytest.mark.system]
 
@@ -36,12 +35,6 @@ HOSTILE = "\n\n".join(
         "**Bold** and `code` still render.",
     ]
 )
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    with served_site(tmp_path_factory.mktemp("var"), free_port()) as running:
-        yield running
 
 
 def stored_conversation():

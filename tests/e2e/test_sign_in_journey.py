@@ -10,15 +10,8 @@ from tests.e2e.conftest import (
     password_step,
     sign_in,
 )
-from tests.support.server import free_port, served_site
 
 pytestmark = [pytest.mark.e2e, pytest.mark.system]
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    with served_site(tmp_path_factory.mktemp("var"), free_port()) as running:
-        yield running
 
 
 def test_a_newcomer_enrols_saves_backup_codes_and_signs_out(site, page_for, screenshots):
