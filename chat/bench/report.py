@@ -38,7 +38,9 @@ def rows(results: dict) -> list[tuple[str, list[str]]]:
     base = yardstick(results)
     table = []
     for key, label in PHASES:
-        for count, s in (results.get(key) or {}).get("levels", {}).items():
+        levels = (results.get(key) or {}).get("levels", {})
+        # JSON keys are strings ("16" sorts before "2"): order by the number.
+        for count, s in sorted(levels.items(), key=lambda item: int(item[0])):
             ratio = s["aggregate_tps"] / base if base and s.get("aggregate_tps") else None
             table.append(
                 (

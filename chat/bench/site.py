@@ -358,8 +358,10 @@ def run_profile(
     postgres_url: str = "",
     redis_url: str = "",
     say=print,
+    results: dict | None = None,
 ) -> dict:
-    """One profile's end-to-end results: a summary per concurrency level."""
+    """One profile's end-to-end results: a summary per concurrency level, filled into
+    ``results`` level by level (so an interrupted run keeps the levels it finished)."""
     with contextlib.ExitStack() as stack:
         extra = {}
         if profile == "production":
@@ -375,7 +377,8 @@ def run_profile(
         cookies = [site.sign_in(user) for user in users]
         say(f"  {profile}: {len(cookies)} users signed in; warming up")
         asyncio.run(site.ask_together(cookies[:1], 4))
-        results = {"levels": {}, "worker_pid_was": site.worker_pid}
+        results = {} if results is None else results
+        results.setdefault("levels", {})
         for count in levels:
             streams = asyncio.run(site.ask_together(cookies[:count], tokens))
             summary = summarise(streams)

@@ -151,7 +151,8 @@ class Command(BaseCommand):
                 profiles.append("production")
         for profile in profiles:
             self._say(f"End to end, {profile} profile: N users, one TLS websocket each")
-            results[profile] = run_profile(
+            results[profile] = {"levels": {}}
+            run_profile(
                 profile,
                 run_dir=run_dir,
                 model_dir=Path(settings.LLM_MODEL).resolve(),
@@ -160,6 +161,7 @@ class Command(BaseCommand):
                 postgres_url=options["postgres_url"],
                 redis_url=options["redis_url"],
                 say=self._say,
+                results=results[profile],
             )
 
     def _phase(self, name: str, levels: list[int], tokens: int, run_dir: Path) -> dict:
