@@ -316,7 +316,7 @@ SILENCED_SYSTEM_CHECKS = [
 # Any local Hugging Face causal-LM directory; the default is made by `manage.py prepare_model`.
 LLM_MODEL = env_path("LLM_MODEL", VAR_DIR / "models" / "SmolLM2-135M-Instruct", base=BASE_DIR)
 LLM_DEVICE = env_str("LLM_DEVICE")  # "cuda", "cuda:1", "cpu"; empty: CUDA when present
-LLM_DTYPE = env_str("LLM_DTYPE")  # "bfloat16", "float16", "float32"; empty: bf16 on CUDA
+LLM_DTYPE = env_str("LLM_DTYPE")  # empty: bf16 on CUDA and on CPUs with native bf16, else fp32
 if LLM_DTYPE not in {"", "bfloat16", "float16", "float32"}:
     raise ImproperlyConfigured(f"LLM_DTYPE={LLM_DTYPE!r}: use bfloat16, float16 or float32.")
 # "int8": dynamic int8 quantisation of the linear layers on CPU (faster, slightly lossy; see

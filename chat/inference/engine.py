@@ -80,6 +80,19 @@ class SamplingParams:
         return cls(**{name: value for name, value in data.items() if value is not None})
 
 
+def native_bf16_cpu() -> bool:
+    """Whether this CPU computes bfloat16 natively (AMX or AVX-512 BF16; Linux only)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"amx_bf16", "avx512_bf16"})
+    except OSError:
+        pass
+    return False
+
+
 class Engine:
     """A causal language model and its tokenizer, ready for batched generation."""
 
@@ -117,9 +130,14 @@ class Engine:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if dtype:
             self.dtype = getattr(torch, dtype)
+        elif self.device.type == "cuda" or native_bf16_cpu():
+            # bf16 halves the bytes of weights each step reads. GPUs, and CPUs with AMX or
+            # AVX-512 BF16, compute it natively: 1.7-1.9x the throughput of fp32 at 8-16
+            # users here, same answers on the quality set (docs/performance.md).
+            self.dtype = torch.bfloat16
         else:
-            # bf16 halves memory and runs fast on GPUs; most CPUs compute it slower than fp32.
-            self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+            # Other CPUs emulate bf16 and run it slower than fp32.
+            self.dtype = torch.float32
         self.system_prompt = system_prompt
         self.tokenizer = AutoTokenizer.from_pretrained(
             model_dir, local_files_only=True, trust_remote_code=False
@@ -154,7 +172,8 @@ class Engine:
         is bound by reading weights, so a quarter of the bytes makes it about twice as fast.
         The embeddings stay as they are: they are looked up, not multiplied. The output layer
         (``lm_head``) stays too: with tied weights it shares the embedding matrix, and its
-        scores decide every token, where rounding them costs the most.
+        scores pick every token. Quantising it as well was measured no faster for one
+        request and slower for 16 (its dynamic activation quantisation costs more there).
         """
         if not quantize:
             return ""

@@ -9,6 +9,7 @@ import torch
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 
+import chat.inference.engine as engine_module
 from chat.inference.engine import Engine, SamplingParams
 from chat.management.commands import prepare_model
 
@@ -49,9 +50,22 @@ def test_the_model_loads_with_every_network_connection_refused(
     assert NETWORK_ATTEMPTS == []
     assert offline_small_engine.model_name == prepared_model_dir.name
     assert offline_small_engine.context_length == 200
-    # No GPU here: the CPU, in float32 (bfloat16 is for GPUs unless LLM_DTYPE asks for it).
+    # No GPU here: the CPU, in bfloat16 where the CPU computes it natively.
     assert offline_small_engine.device.type == "cpu"
-    assert offline_small_engine.dtype == torch.float32
+    expected = torch.bfloat16 if engine_module.native_bf16_cpu() else torch.float32
+    assert offline_small_engine.dtype == expected
+
+
+@pytest.mark.parametrize(("native", "expected"), [(True, "bfloat16"), (False, "float32")])
+def test_the_cpu_dtype_follows_native_bf16_support(
+    prepared_model_dir, monkeypatch, native, expected
+):
+    monkeypatch.setattr(engine_module, "native_bf16_cpu", lambda: native)
+
+    engine = Engine(prepared_model_dir, device="cpu")
+
+    assert engine.dtype == getattr(torch, expected)
+    assert next(engine.model.parameters()).dtype == getattr(torch, expected)
 
 
 def test_a_missing_model_directory_says_how_to_make_one(tmp_path):
@@ -199,3 +213,13 @@ def test_prepare_model_refuses_to_fill_a_directory_that_holds_something_else(set
     (tmp_path / "notes.txt").write_text("not a model")
     with pytest.raises(CommandError, match="not a complete model directory"):
         call_command("prepare_model")
+
+
+def test_int8_is_ignored_with_a_warning_on_a_gpu(caplog):
+    engine = Engine.__new__(Engine)
+    engine.device = torch.device("cuda")
+    engine.model_name = "some-model"
+    engine.model = None  # never touched: nothing is quantised on a GPU
+    with caplog.at_level("WARNING", logger="chat.inference.engine"):
+        assert engine._quantize("int8") == ""
+    assert "CPU only" in caplog.text

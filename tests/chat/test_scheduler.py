@@ -265,3 +265,51 @@ def test_streamed_answers_with_emoji_never_carry_half_a_character(real_engine):
     texts = [event.text for _, event in _run(scheduler)]
     assert all("\ufffd" not in text for text in texts)
     assert any(ord(character) > 0xFFFF for character in "".join(texts))
+
+
+@pytest.fixture(scope="module")
+def int8_engine(prepared_model_dir):
+    from django.conf import settings
+
+    from chat.inference.engine import Engine
+
+    # With the configured system prompt, as served (without any, int8 loses this answer).
+    return Engine(
+        prepared_model_dir,
+        device="cpu",
+        dtype="bfloat16",
+        quantize="int8",
+        system_prompt=settings.LLM_SYSTEM_PROMPT,
+    )
+
+
+def test_int8_quantises_the_decoder_layers_but_not_the_embeddings_or_output(int8_engine):
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
+
+    model = int8_engine.model
+    assert int8_engine.quantize == "int8"
+    # The int8 kernels compute in float32, so a bfloat16 request becomes float32.
+    assert int8_engine.dtype == torch.float32
+    quantised = [m for m in model.modules() if isinstance(m, DynamicQuantizedLinear)]
+    # Seven per decoder layer (attention q, k, v, o; MLP gate, up, down); not the output.
+    assert len(quantised) == 7 * model.config.num_hidden_layers
+    assert type(model.get_output_embeddings()) is torch.nn.Linear
+    # The input embeddings are looked up, not multiplied: they keep their exact weights.
+    assert type(model.get_input_embeddings()) is torch.nn.Embedding
+    assert model.get_input_embeddings().weight.dtype == torch.float32
+
+
+def test_int8_still_knows_the_capital_of_france(int8_engine):
+    scheduler = _scheduler(int8_engine)
+    scheduler.submit("q", _prompt(int8_engine, "What is the capital of France?"), GREEDY)
+    assert "Paris" in _answers(_run(scheduler))["q"]
+
+
+def test_the_quantisation_comes_from_settings(prepared_model_dir, settings, monkeypatch):
+    from chat.inference import engine as engine_module
+
+    seen = {}
+    monkeypatch.setattr(engine_module.Engine, "__init__", lambda self, *a, **kw: seen.update(kw))
+    settings.LLM_QUANTIZE = "int8"
+    engine_module.Engine.from_settings()
+    assert seen["quantize"] == "int8"
