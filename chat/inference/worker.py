@@ -251,7 +251,8 @@ class InferenceWorker:
                     self._room.set()
 
     async def _flush(self, now: float) -> None:
-        for generation in self.generations.values():
+        # A copy: new requests are accepted (and added) while this awaits its sends.
+        for generation in list(self.generations.values()):
             first = generation.last_sent == 0.0
             if generation.pending and (first or now - generation.last_sent >= DELTA_INTERVAL):
                 text, generation.pending = generation.pending, ""

@@ -66,6 +66,7 @@ def production(tmp_path_factory, postgres_server_url, redis_server_url):
         with served_site(var_dir, free_port(), **env) as site:
             site.env = site_environment(var_dir, **env)
             manage("createuser", "paula", "--password-stdin", env=site.env, stdin=PASSWORD)
+            manage("createuser", "quinn", "--password-stdin", env=site.env, stdin=PASSWORD)
             site.workers = [Worker(site.env, var_dir / "worker-1.log")]
             try:
                 wait_until_ready(site)
@@ -137,6 +138,21 @@ def test_an_answer_streams_end_to_end_through_a_separate_worker(production, paul
     # Stored encrypted: the raw column is a Fernet token, not the text.
     assert "Paris" not in stored
     assert stored.startswith("gAAAA")
+
+
+def test_two_users_asking_at_once_both_get_answers(production, paula):
+    quinn = SignedInClient(production).sign_in("quinn", PASSWORD)
+
+    async def both():
+        return await asyncio.gather(
+            ask(production, paula.cookie_header(), "What is the capital of France?"),
+            ask(production, quinn.cookie_header(), "What is the capital of Italy?"),
+        )
+
+    for frames, text in asyncio.run(both()):
+        assert frames[-1]["type"] == "chat.done", frames
+        assert frames[-1]["finish_reason"] in ("stop", "length"), frames
+        assert text
 
 
 def test_health_lists_the_worker_and_its_model(production):
