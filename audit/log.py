@@ -19,6 +19,7 @@ from django.db import models, transaction
 
 from audit import chain
 from audit.models import AuditEvent
+from project.network import scope_header
 from project.request_context import current_request, new_request_id
 
 mirror_logger = logging.getLogger("audit.mirror")
@@ -85,13 +86,6 @@ def _target_label(target) -> str:
     return str(target)[:TARGET_MAX]
 
 
-def _scope_header(scope, name: bytes) -> str:
-    for key, value in scope.get("headers", []):
-        if key == name:
-            return value.decode("latin-1")
-    return ""
-
-
 def _authenticated(user):
     return user if user is not None and getattr(user, "is_authenticated", False) else None
 
@@ -103,7 +97,7 @@ def _context(request, scope) -> dict:
         return {
             "user": _authenticated(scope.get("user")),
             "source_ip": client[0] if client else "",
-            "user_agent": _scope_header(scope, b"user-agent"),
+            "user_agent": scope_header(scope, b"user-agent") or "",
             "request_id": scope.get("request_id", ""),
         }
     if request is not None:

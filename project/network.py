@@ -172,7 +172,8 @@ def InternalNetworkMiddleware(get_response):
     return middleware
 
 
-def _header(scope, name: bytes) -> str | None:
+def scope_header(scope, name: bytes) -> str | None:
+    """A request header from an ASGI scope (repeated headers joined with commas)."""
     values = [value.decode("latin-1") for key, value in scope.get("headers", []) if key == name]
     return ",".join(values) if values else None
 
@@ -195,7 +196,7 @@ class InternalNetworkASGIMiddleware:
             return await self.app(scope, receive, send)
         client = scope.get("client")
         peer = client[0] if client else None
-        address = self.policy.client_address(peer, _header(scope, b"x-forwarded-for"))
+        address = self.policy.client_address(peer, scope_header(scope, b"x-forwarded-for"))
         if not self.policy.allows(address):
             logger.warning(
                 "network.refused: websocket %s from %s (peer %s)",

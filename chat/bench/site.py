@@ -7,7 +7,6 @@ stopped (its whole process group) when the phase ends, also on errors and Ctrl-C
 """
 
 import asyncio
-import base64
 import contextlib
 import html
 import http.client
@@ -30,6 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 
+from accounts.models import authenticator_code
 from chat.bench.local import prompt_for
 from chat.bench.metrics import Stream, peak_rss_mb, summarise
 
@@ -97,11 +97,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def throwaway_database(server_url: str) -> Iterator[str]:
-    """CREATE DATABASE bench_<hex> on the server, dropped (WITH FORCE) afterwards."""
+def throwaway_database(server_url: str, prefix: str = "bench") -> Iterator[str]:
+    """CREATE DATABASE <prefix>_<hex> on the server, dropped (WITH FORCE) afterwards."""
     import psycopg
 
-    name = f"bench_{secrets.token_hex(6)}"
+    name = f"{prefix}_{secrets.token_hex(6)}"
     with psycopg.connect(server_url, autocommit=True, connect_timeout=5) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
@@ -273,7 +273,7 @@ class Site:
         key = re.search(r'class="secret-key"[^>]*><code>([^<]+)</code>', page)
         if key is None:
             raise BenchError(f"{username}: no enrolment page after the password: {page[:300]}")
-        code = totp(html.unescape(key.group(1)).replace(" ", ""), time.time())
+        code = authenticator_code(html.unescape(key.group(1)).replace(" ", ""))
         page = post("/accounts/enrol/", page, {"code": code})
         if "data-backup-codes" not in page:
             raise BenchError(f"{username}: enrolment failed: {page[:300]}")
@@ -337,15 +337,6 @@ async def _ask(socket, content: str, tokens: int, index: int) -> Stream:
             stream.end = now
             stream.error = f"error {message.get('code')}"
             return stream
-
-
-def totp(base32_key: str, at: float) -> str:
-    from django_otp.oath import TOTP
-
-    key = base64.b32decode(base32_key + "=" * (-len(base32_key) % 8))
-    generator = TOTP(key, step=30, t0=0, digits=6)
-    generator.time = at
-    return f"{generator.token():06d}"
 
 
 def run_profile(

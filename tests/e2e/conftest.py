@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from django_otp.oath import TOTP
 
+from accounts.models import authenticator_code
 from tests.support.server import REPO, free_port, served_site, site_environment
 
 CHROMIUM = "/usr/bin/chromium"
@@ -117,14 +117,6 @@ def page_for(browser_for):
         context.close()
 
 
-def current_code(base32_key: str, at: float | None = None) -> str:
-    """What the user's authenticator app shows for this key."""
-    padded = base32_key + "=" * (-len(base32_key) % 8)
-    totp = TOTP(base64.b32decode(padded), step=30, t0=0, digits=6)
-    totp.time = time.time() if at is None else at
-    return f"{totp.token():06d}"
-
-
 def create_account(site, username: str, password: str, *flags: str) -> None:
     subprocess.run(
         [sys.executable, "manage.py", "createuser", username, "--password-stdin", *flags],
@@ -149,7 +141,7 @@ def enrol_by_typing_the_key(page) -> tuple[str, list[str]]:
     the backup codes shown."""
     page.wait_for_selector(".secret-key code")
     key = page.inner_text(".secret-key code").replace(" ", "").strip()
-    page.fill("#id_code", current_code(key))
+    page.fill("#id_code", authenticator_code(key))
     page.click("button[type=submit]")
     page.wait_for_selector("[data-backup-codes]")
     return key, [c.strip() for c in page.locator("[data-backup-codes] code").all_inner_texts()]
@@ -169,7 +161,7 @@ class Account:
         """The app's code, from a time step after the last one used (codes work once)."""
         at = max(time.time(), self._last_code_at + 30)
         self._last_code_at = at
-        return current_code(self.key, at)
+        return authenticator_code(self.key, at)
 
 
 def sign_in(page, account: Account) -> None:

@@ -1,6 +1,5 @@
 """Signing in to a served site over real HTTPS, the way a browser does, without one."""
 
-import base64
 import html
 import http.cookiejar
 import re
@@ -8,14 +7,7 @@ import time
 import urllib.parse
 import urllib.request
 
-from django_otp.oath import TOTP
-
-
-def _code(base32_key: str, at: float) -> str:
-    key = base64.b32decode(base32_key + "=" * (-len(base32_key) % 8))
-    totp = TOTP(key, step=30, t0=0, digits=6)
-    totp.time = at
-    return f"{totp.token():06d}"
+from accounts.models import authenticator_code
 
 
 class SignedInClient:
@@ -58,11 +50,11 @@ class SignedInClient:
             self.key = html.unescape(
                 re.search(r'class="secret-key"[^>]*><code>([^<]+)</code>', page).group(1)
             ).replace(" ", "")
-            page = self.post_form("/accounts/enrol/", page, {"code": _code(self.key, time.time())})
+            page = self.post_form("/accounts/enrol/", page, {"code": authenticator_code(self.key)})
             assert "data-backup-codes" in page, page[:500]
         else:
             page = self.post_form(
-                "/accounts/verify/", page, {"code": _code(self.key, time.time() + 30)}
+                "/accounts/verify/", page, {"code": authenticator_code(self.key, time.time() + 30)}
             )
         return self
 

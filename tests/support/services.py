@@ -1,10 +1,6 @@
 """Reaching the PostgreSQL and Redis servers that tests of the production profile need."""
 
-import contextlib
 import os
-import secrets
-from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -49,18 +45,12 @@ def require(name: str, url: str, answers: bool, hint: str) -> None:
     pytest.skip(message)
 
 
-@contextlib.contextmanager
-def throwaway_database(server_url: str) -> Iterator[str]:
-    """A new, empty PostgreSQL database on the server at ``server_url``, dropped afterwards."""
-    name = f"chat_test_{secrets.token_hex(6)}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    parts = urlsplit(server_url)
-    try:
-        yield urlunsplit(parts._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def throwaway_database(server_url: str):
+    """A new, empty PostgreSQL database on the server at ``server_url``, dropped afterwards
+    (the bench's helper, under a name of the tests' own)."""
+    from chat.bench.site import throwaway_database as create
+
+    return create(server_url, prefix="chat_test")
 
 
 def environ_without_profile() -> dict[str, str]:
