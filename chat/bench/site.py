@@ -238,6 +238,21 @@ class Site:
         finally:
             conn.close()
 
+    def get(self, path: str, cookie: str) -> str:
+        """GET ``path`` as the user whose Cookie header is ``cookie``; the body on 200."""
+        conn = http.client.HTTPSConnection(
+            "localhost", self.port, context=self.tls_context(), timeout=30
+        )
+        try:
+            conn.request("GET", path, headers={"Cookie": cookie})
+            response = conn.getresponse()
+            body = response.read().decode()
+        finally:
+            conn.close()
+        if response.status != 200:
+            raise BenchError(f"GET {path} answered {response.status}: {body[:300]}")
+        return body
+
     def sign_in(self, username: str) -> str:
         """Password, then the first-time enrolment with a TOTP code from the shown key;
         returns the session's Cookie header."""
