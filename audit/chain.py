@@ -1,4 +1,10 @@
-"""The keyed hash chain: appending events, verifying the chain, purging its oldest part."""
+"""The keyed hash chain: appending events, verifying the chain, purging its oldest part.
+
+Each event names the audit key that signed it (``key_id``). AUDIT_HMAC_KEYS lists the keys,
+newest first: the first signs new events, every one verifies the events it signed. A
+rotation (``manage.py rotate_audit_key``) ends one key's period with a ``keys.rotated``
+checkpoint signed by that key and naming its successor.
+"""
 
 import datetime
 import hashlib
@@ -7,27 +13,32 @@ import json
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 
 from audit.models import AuditChainHead, AuditEvent
+from project import keys
 
 GENESIS_HASH = "0" * 64
 HEAD_PK = 1
 PURGE_ACTION = "audit.purged"
+ROTATION_ACTION = "keys.rotated"
+ROTATION_KIND = "audit"
 
 
 def key_id(key: str) -> str:
     """A short, non-secret name for a key: which key signed an event, without revealing it."""
-    return hashlib.sha256(b"audit-key-id:" + key.encode()).hexdigest()[:16]
+    return keys.key_id("audit", key)
 
 
 def known_keys() -> dict[str, bytes]:
-    """Every key whose events can be verified, by key id."""
-    return {key_id(settings.AUDIT_HMAC_KEY): settings.AUDIT_HMAC_KEY.encode()}
+    """Every key whose events can be verified, by key id: all of AUDIT_HMAC_KEYS."""
+    return {key_id(key): key.encode() for key in settings.AUDIT_HMAC_KEYS}
 
 
 def signing_key() -> tuple[str, bytes]:
-    return key_id(settings.AUDIT_HMAC_KEY), settings.AUDIT_HMAC_KEY.encode()
+    """The newest key, the first of AUDIT_HMAC_KEYS: it signs every new event."""
+    key = settings.AUDIT_HMAC_KEYS[0]
+    return key_id(key), key.encode()
 
 
 def canonical_json(event: AuditEvent) -> bytes:
@@ -87,6 +98,56 @@ def append(**fields) -> AuditEvent:
     return event
 
 
+@dataclass
+class KeyPeriod:
+    """The events one audit key signed, as found along the chain."""
+
+    key_id: str
+    first_sequence: int
+    first_at: datetime.datetime
+    last_sequence: int
+    last_at: datetime.datetime
+    events: int = 1
+    # The rotation checkpoint that closed this key's period, if any.
+    retired_at: int | None = None
+    # Events this key signed after that checkpoint: processes that kept the old key.
+    late_events: int = 0
+    first_late: int | None = None
+    last_late: int | None = None
+
+    def add(self, event: AuditEvent) -> None:
+        self.last_sequence, self.last_at = event.sequence, event.created_at
+        self.events += 1
+        if self.retired_at is not None and event.sequence > self.retired_at:
+            self.late_events += 1
+            self.last_late = event.sequence
+            if self.first_late is None:
+                self.first_late = event.sequence
+
+    def describe(self) -> str:
+        if self.events == 1:
+            span = f"event #{self.first_sequence}, {self.first_at:%Y-%m-%d %H:%M} UTC"
+        else:
+            span = (
+                f"events #{self.first_sequence} to #{self.last_sequence}, "
+                f"{self.first_at:%Y-%m-%d %H:%M} to {self.last_at:%Y-%m-%d %H:%M} UTC "
+                f"({self.events} events)"
+            )
+        if self.retired_at is None:
+            return f"key {self.key_id}: {span}"
+        return f"key {self.key_id}: {span}, retired by the rotation checkpoint #{self.retired_at}"
+
+    def warning(self) -> str | None:
+        if not self.late_events:
+            return None
+        return (
+            f"key {self.key_id} signed {self.late_events} event(s) after its rotation "
+            f"checkpoint #{self.retired_at} (#{self.first_late} to #{self.last_late}): a process "
+            "still ran with the old key file. They verify, but restart every web process and "
+            "worker on every host so that all of them sign with the new key."
+        )
+
+
 @dataclass(frozen=True)
 class Verdict:
     """The result of walking the chain."""
@@ -96,22 +157,47 @@ class Verdict:
     sequence: int | None = None
     head_sequence: int = 0
     head_hash: str = GENESIS_HASH
+    # Each key's period along the chain, oldest key first (up to the problem, if any).
+    periods: tuple[KeyPeriod, ...] = ()
 
     @property
     def intact(self) -> bool:
         return self.problem is None
 
+    @property
+    def warnings(self) -> list[str]:
+        return [text for text in (period.warning() for period in self.periods) if text]
+
     def summary(self) -> str:
         if self.intact:
+            warnings = "".join(f" Warning: {text}" for text in self.warnings)
             return (
                 f"Checked {self.checked} events: the audit chain is intact "
-                f"(head #{self.head_sequence}, hash {self.head_hash})."
+                f"(head #{self.head_sequence}, hash {self.head_hash}).{warnings}"
             )
         return f"Checked {self.checked} events: {self.problem}"
 
 
 def _describe(event: AuditEvent) -> str:
     return f"event #{event.sequence} ({event.action}, {event.created_at:%Y-%m-%d %H:%M:%S} UTC)"
+
+
+def _missing_key(event: AuditEvent) -> str:
+    """Say which key is missing and which events need it."""
+    span = AuditEvent.objects.filter(key_id=event.key_id).aggregate(
+        first=models.Min("sequence"),
+        last=models.Max("sequence"),
+        count=models.Count("sequence"),
+        since=models.Min("created_at"),
+        until=models.Max("created_at"),
+    )
+    return (
+        f"{_describe(event)} is signed with the audit key {event.key_id}, which is not among "
+        f"the audit keys (AUDIT_HMAC_KEY or var/keys/audit_hmac_key). Events #{span['first']} "
+        f"to #{span['last']} ({span['count']} events, {span['since']:%Y-%m-%d} to "
+        f"{span['until']:%Y-%m-%d}) cannot be verified without it: restore that key from the "
+        "key backup, below the newer keys in the file, and run audit_verify again."
+    )
 
 
 def _checkpoint_hash(first: AuditEvent) -> str | None:
@@ -126,17 +212,32 @@ def _checkpoint_hash(first: AuditEvent) -> str | None:
     return checkpoint.details.get("last_removed_hash") if checkpoint else None
 
 
+def _retired_key_id(event: AuditEvent) -> str | None:
+    """The key whose period ``event`` closes, when it is an audit-key rotation checkpoint."""
+    if event.action != ROTATION_ACTION or event.details.get("kind") != ROTATION_KIND:
+        return None
+    return event.details.get("old_key_id")
+
+
 def verify() -> Verdict:
-    """Walk every event in order and report the first one that is missing, altered or moved."""
-    keys = known_keys()
+    """Walk every event in order and report the first one that is missing, altered or moved.
+
+    Along the way, note each key's period. An event signed with a key after that key's
+    rotation checkpoint is genuine (it verifies) but came from a process that was not
+    restarted; it is reported as a warning, not as a break in the chain.
+    """
+    known = known_keys()
     head = AuditChainHead.objects.filter(pk=HEAD_PK).first()
     head_sequence = head.sequence if head else 0
     head_hash = head.hash if head else GENESIS_HASH
     checked = 0
     previous: AuditEvent | None = None
+    periods: dict[str, KeyPeriod] = {}
 
     def fail(problem: str, sequence: int | None) -> Verdict:
-        return Verdict(checked, problem, sequence, head_sequence, head_hash)
+        return Verdict(
+            checked, problem, sequence, head_sequence, head_hash, tuple(periods.values())
+        )
 
     for event in AuditEvent.objects.order_by("sequence").iterator(chunk_size=2000):
         if previous is None:
@@ -154,9 +255,9 @@ def verify() -> Verdict:
             if event.sequence != previous.sequence + 1:
                 return fail(f"event #{previous.sequence + 1} is missing.", previous.sequence + 1)
             expected_prev = previous.hash
-        key = keys.get(event.key_id)
+        key = known.get(event.key_id)
         if key is None:
-            return fail(f"{_describe(event)} is signed with an unknown key.", event.sequence)
+            return fail(_missing_key(event), event.sequence)
         if not hmac.compare_digest(event_hash(event, key), event.hash):
             return fail(
                 f"{_describe(event)} has been altered: its hash does not match its content.",
@@ -167,6 +268,16 @@ def verify() -> Verdict:
                 f"{_describe(event)} is out of order: it does not follow the event before it.",
                 event.sequence,
             )
+        period = periods.get(event.key_id)
+        if period is None:
+            periods[event.key_id] = KeyPeriod(
+                event.key_id, event.sequence, event.created_at, event.sequence, event.created_at
+            )
+        else:
+            period.add(event)
+        retired = _retired_key_id(event)
+        if retired in periods and periods[retired].retired_at is None:
+            periods[retired].retired_at = event.sequence
         checked += 1
         previous = event
 
@@ -178,7 +289,7 @@ def verify() -> Verdict:
             f"but its head records #{head_sequence}.",
             last_sequence + 1,
         )
-    return Verdict(checked, None, None, head_sequence, head_hash)
+    return Verdict(checked, None, None, head_sequence, head_hash, tuple(periods.values()))
 
 
 @dataclass(frozen=True)

@@ -41,10 +41,13 @@ def _secret(env_name: str, file_name: str) -> list[str]:
         raise ImproperlyConfigured(f"{env_name} is not set and {exc}") from None
 
 
-SECRET_KEY = _secret("SECRET_KEY", SECRET_KEY_FILE)[0]
+# Every key setting is a list, newest first (docs/key-rotation.md). The first Django key
+# signs; the older ones still verify sessions and signed values until they are dropped.
+SECRET_KEY, *SECRET_KEY_FALLBACKS = _secret("SECRET_KEY", SECRET_KEY_FILE)
 # Newest key first: it encrypts, every key in the ring decrypts (MultiFernet).
 CHAT_KEYRING = _secret("CHAT_ENCRYPTION_KEYS", CHAT_KEYRING_FILE)
-AUDIT_HMAC_KEY = _secret("AUDIT_HMAC_KEY", AUDIT_HMAC_KEY_FILE)[0]
+# Newest key first: it signs new audit events, every key verifies the events it signed.
+AUDIT_HMAC_KEYS = _secret("AUDIT_HMAC_KEY", AUDIT_HMAC_KEY_FILE)
 
 # --- Network: where we listen, who may connect -------------------------------------------
 

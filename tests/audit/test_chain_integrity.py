@@ -159,3 +159,23 @@ def test_postgresql_rejects_update_and_delete_even_in_raw_sql(five_events):
             cursor.execute(statement)
 
     assert chain.verify().intact
+
+
+def test_events_signed_with_a_key_that_is_not_configured_name_that_key(five_events, settings):
+    signed_with = chain.key_id(settings.AUDIT_HMAC_KEYS[0])
+    settings.AUDIT_HMAC_KEYS = ["cd" * 32]
+
+    message = verify_fails_naming(1)
+
+    assert f"signed with the audit key {signed_with}, which is not among the audit keys" in message
+    assert "Events #1 to #5 (5 events" in message
+
+
+def test_every_configured_key_verifies_the_events_it_signed(five_events, settings):
+    settings.AUDIT_HMAC_KEYS = ["cd" * 32, *settings.AUDIT_HMAC_KEYS]
+    record("logout")
+
+    verdict = chain.verify()
+
+    assert verdict.intact, verdict.summary()
+    assert [period.events for period in verdict.periods] == [5, 1]
