@@ -13,16 +13,25 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.cache import cache
+from django.db import DatabaseError
+from redis.exceptions import RedisError
 
 from accounts.websocket import VerifiedSessionConsumer
 from chat import protocol, services
 from chat.inference import registry
 from chat.inference.worker import ensure_embedded_worker
+from project import metrics
 
 logger = logging.getLogger(__name__)
 
 # How often running streams are checked for a silent or dead worker.
 WATCH_INTERVAL = 1.0
+# The database (PostgreSQL) or the shared cache and channel layer (Redis) not answering.
+OUTAGES = (DatabaseError, RedisError, ConnectionError)
+UNAVAILABLE_DETAIL = (
+    "The chat's storage is not answering right now, so your message was not sent. Nothing "
+    "you wrote before is lost; try again in a minute."
+)
 
 
 @dataclass
@@ -47,9 +56,11 @@ class ChatConsumer(VerifiedSessionConsumer):
         self._watchdog = None
         await super().connect()
         self._watchdog = asyncio.create_task(self._watch_streams())
+        metrics.WEBSOCKETS_ACTIVE.inc()
 
     async def disconnect(self, code):
         if self._watchdog is not None:
+            metrics.WEBSOCKETS_ACTIVE.dec()
             self._watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watchdog
@@ -59,6 +70,7 @@ class ChatConsumer(VerifiedSessionConsumer):
     # --- frames from the browser ----------------------------------------------------------
 
     async def receive(self, text_data=None, bytes_data=None):
+        frame = None
         try:
             frame = protocol.parse(text_data)
             if isinstance(frame, protocol.ChatSend):
@@ -67,6 +79,12 @@ class ChatConsumer(VerifiedSessionConsumer):
                 await self._stop(frame)
         except protocol.ProtocolError as error:
             await self.send_json(error.frame())
+        except OUTAGES as error:
+            logger.warning("Chat frame refused, a service is down: %s", error)
+            client_id = getattr(frame, "client_id", None)
+            await self.send_json(
+                protocol.ProtocolError(protocol.UNAVAILABLE, UNAVAILABLE_DETAIL, client_id).frame()
+            )
         except Exception:
             logger.exception("Chat frame failed")
             await self.send_json(
@@ -136,17 +154,35 @@ class ChatConsumer(VerifiedSessionConsumer):
                 "client_id": client_id,
             }
         )
-        await self.channel_layer.send(
-            registry.REQUESTS_CHANNEL,
-            {
-                "type": "inference.generate",
-                "request_id": request_id,
-                "reply_to": self.channel_name,
-                "message_id": stream.message_id,
-                "messages": turn.history,
-                "params": frame.params,
-            },
-        )
+        try:
+            await self.channel_layer.send(
+                registry.REQUESTS_CHANNEL,
+                {
+                    "type": "inference.generate",
+                    "request_id": request_id,
+                    "reply_to": self.channel_name,
+                    "message_id": stream.message_id,
+                    "messages": turn.history,
+                    "params": frame.params,
+                },
+            )
+        except OUTAGES:
+            # The question is stored; its answer never started: end it as failed.
+            self.streams.pop(request_id, None)
+            await database_sync_to_async(services.finish_answer)(
+                message_id=stream.message_id, content="", finish_reason="error"
+            )
+            await self.send_json(
+                protocol.ProtocolError(protocol.UNAVAILABLE, UNAVAILABLE_DETAIL, client_id).frame()
+            )
+            await self.send_json(
+                {
+                    "type": "chat.done",
+                    "message": stream.message_id,
+                    "finish_reason": "error",
+                    "usage": {},
+                }
+            )
 
     def _running_generations(self) -> int:
         services.fail_stale_answers(self.user)
@@ -249,12 +285,17 @@ class ChatConsumer(VerifiedSessionConsumer):
             await asyncio.sleep(WATCH_INTERVAL)
             now = time.monotonic()
             for stream in list(self.streams.values()):
-                silent = now - stream.last_news > settings.CHAT_STALL_TIMEOUT
-                dead = False
-                if stream.worker_channel and not silent:
-                    dead = not await sync_to_async(self._worker_alive)(stream.worker_channel)
-                if silent or dead:
-                    await self._give_up(stream)
+                try:
+                    silent = now - stream.last_news > settings.CHAT_STALL_TIMEOUT
+                    dead = False
+                    if stream.worker_channel and not silent:
+                        dead = not await sync_to_async(self._worker_alive)(stream.worker_channel)
+                    if silent or dead:
+                        await self._give_up(stream)
+                except OUTAGES as error:
+                    # Cannot tell now (Redis or the database is down); the stall timeout
+                    # still ends the stream, and the next round tries again.
+                    logger.warning("Could not check the answer %s: %s", stream.message_id, error)
 
     @staticmethod
     def _worker_alive(worker_channel: str) -> bool:

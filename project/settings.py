@@ -109,6 +109,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost, so that every response is counted for /metrics, refusals included.
+    "project.metrics.RequestMetricsMiddleware",
     # Response-header middleware sits outside the network check so refusals carry them too.
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -116,6 +118,9 @@ MIDDLEWARE = [
     # Before the network check: it reads the TCP peer, and refusals get a request id too.
     "project.request_context.RequestContextMiddleware",
     "project.network.InternalNetworkMiddleware",
+    # Prometheus' /metrics, for METRICS_NETWORKS only: after the network check, before
+    # sessions and the second-factor check (Prometheus cannot sign in).
+    "project.metrics.MetricsEndpointMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -378,14 +383,33 @@ USE_TZ = True
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     raise ImproperlyConfigured(f"LOG_LEVEL={LOG_LEVEL!r}: use DEBUG, INFO, WARNING or ERROR.")
+# One JSON object a line (project/logging.py) by default, in every process, so a log collector
+# reads web and workers alike; "plain" for reading in a terminal. On stderr: commands such as
+# audit_export write their data to stdout, which a log line would corrupt.
+LOG_FORMAT = env_str("LOG_FORMAT", "json").lower()
+if LOG_FORMAT not in {"json", "plain"}:
+    raise ImproperlyConfigured(
+        f"LOG_FORMAT={LOG_FORMAT!r}: use json (one JSON object a line, for log collectors) "
+        "or plain (for reading in a terminal)."
+    )
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {
+        # Extra fields named like a secret or content never reach a handler unredacted.
+        "redact_secrets": {"()": "project.logging.RedactSecretsFilter"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "project.logging.JsonFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stderr",
+            "formatter": LOG_FORMAT,
+            "filters": ["redact_secrets"],
+        },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
@@ -411,3 +435,19 @@ if AUDIT_SYSLOG:
     }
     LOGGING["formatters"]["mirror"] = {"format": "chat-audit: %(message)s"}
     LOGGING["loggers"]["audit.mirror"]["handlers"].append("audit_syslog")
+
+# --- Metrics -----------------------------------------------------------------------------
+
+# Who may read /metrics (Prometheus): loopback only unless widened to the monitoring hosts.
+# INTERNAL_NETWORKS applies first; anyone else is answered as for a page that does not exist.
+METRICS_NETWORKS = env_networks("METRICS_NETWORKS", ["127.0.0.1/32", "::1/128"])
+# `manage.py inference_worker` serves its own metrics on this port (0: off; one port per
+# worker on a host) and address; plain HTTP unless WORKER_METRICS_CERT/KEY are set.
+WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0, minimum=0, maximum=65535)
+WORKER_METRICS_ADDR = env_str("WORKER_METRICS_ADDR", "127.0.0.1")
+WORKER_METRICS_CERT = env_path("WORKER_METRICS_CERT", None, base=BASE_DIR)
+WORKER_METRICS_KEY = env_path("WORKER_METRICS_KEY", None, base=BASE_DIR)
+if (WORKER_METRICS_CERT is None) != (WORKER_METRICS_KEY is None):
+    raise ImproperlyConfigured(
+        "Set WORKER_METRICS_CERT and WORKER_METRICS_KEY together, or neither."
+    )

@@ -28,18 +28,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
+from redis.exceptions import RedisError
 
 from audit.log import record
 from chat import services
 from chat.inference import registry
+from project import metrics
 
 logger = logging.getLogger(__name__)
 
 # Text is sent at most this often per answer: smooth to read, few messages to route.
 DELTA_INTERVAL = 0.05
+# While Redis is down, the worker retries at growing intervals up to this.
+RECEIVE_RETRY_MAX_SECONDS = 5.0
 
 
 @dataclass
@@ -52,6 +57,7 @@ class Generation:
     pending: str = ""
     last_sent: float = 0.0
     first_token_at: float | None = None
+    observed: metrics.GenerationMetrics = field(default_factory=metrics.GenerationMetrics)
 
     def text(self) -> str:
         return "".join(self.parts)
@@ -99,6 +105,7 @@ class InferenceWorker:
             self.engine = engine
             self.model_name = engine.model_name
             self.scheduler = self.scheduler_factory(engine)
+            metrics.watch_scheduler(self.scheduler)
             self.state = "ready"
             self._room.set()
             await sync_to_async(record)(
@@ -116,6 +123,7 @@ class InferenceWorker:
         self.state = "stopping"
         with contextlib.suppress(Exception):
             await sync_to_async(registry.forget)(self.name)
+        metrics.worker_stopped(self.name)
         for generation in list(self.generations.values()):
             await self._finish(generation, "error", {}, note="the worker was stopped")
         if self.model_name:
@@ -142,6 +150,7 @@ class InferenceWorker:
             "queue_size": settings.LLM_QUEUE_SIZE,
         }
         await sync_to_async(registry.beat)(self.name, state)
+        metrics.worker_heartbeat(self.name)
 
     # --- requests -------------------------------------------------------------------------
 
@@ -155,7 +164,7 @@ class InferenceWorker:
     async def _take_requests(self) -> None:
         while True:
             await self._room.wait()
-            message = await self.layer.receive(registry.REQUESTS_CHANNEL)
+            message = await self._receive(registry.REQUESTS_CHANNEL)
             if message.get("type") == "inference.generate":
                 await self._accept(message)
             if not self._has_room():
@@ -163,10 +172,28 @@ class InferenceWorker:
 
     async def _take_control(self) -> None:
         while True:
-            message = await self.layer.receive(self.channel)
+            message = await self._receive(self.channel)
             if message.get("type") == "inference.cancel":
                 self.scheduler.cancel(message.get("request_id", ""))
                 self._work.set()
+
+    async def _receive(self, channel: str) -> dict:
+        """The next message on ``channel``; while the channel layer (Redis) is down, keeps
+        trying every few seconds instead of ending the worker, so answers being decoded
+        are finished and stored, and new requests flow again once Redis is back."""
+        delay = 0.0
+        while True:
+            try:
+                message = await self.layer.receive(channel)
+            except (RedisError, ConnectionError, OSError) as error:
+                if delay == 0.0:
+                    logger.warning("The channel layer is not answering (%s); retrying", error)
+                delay = min(RECEIVE_RETRY_MAX_SECONDS, max(0.5, delay * 2))
+                await asyncio.sleep(delay)
+                continue
+            if delay:
+                logger.info("The channel layer answers again")
+            return message
 
     async def _accept(self, message: dict) -> None:
         from chat.inference.engine import SamplingParams
@@ -204,11 +231,17 @@ class InferenceWorker:
             return
         generation = Generation(request_id, reply_to, message["message_id"], time.monotonic())
         self.generations[request_id] = generation
-        await sync_to_async(cache.set)(
-            registry.request_key(generation.message_id),
-            {"worker": self.channel, "request_id": request_id},
-            settings.CHAT_STALL_TIMEOUT * 10,
-        )
+        try:
+            # Lets a Stop from another tab find this worker; without it, only this tab can.
+            await sync_to_async(cache.set)(
+                registry.request_key(generation.message_id),
+                {"worker": self.channel, "request_id": request_id},
+                settings.CHAT_STALL_TIMEOUT * 10,
+            )
+        except (RedisError, ConnectionError, OSError) as error:
+            logger.warning(
+                "Could not note the answer %s in the cache: %s", generation.message_id, error
+            )
         await self._send(
             reply_to,
             {
@@ -234,6 +267,7 @@ class InferenceWorker:
                     generation = self.generations.get(event.request_id)
                     if generation is None:
                         continue
+                    generation.observed.step(event, now)
                     if event.text:
                         if generation.first_token_at is None:
                             generation.first_token_at = now
@@ -272,7 +306,8 @@ class InferenceWorker:
         )
         duration = round((ended - generation.started) * 1000)
         try:
-            await sync_to_async(services.finish_answer)(
+            # database_sync_to_async: a connection broken by a database restart is replaced.
+            await database_sync_to_async(services.finish_answer)(
                 message_id=generation.message_id,
                 content=generation.text(),
                 finish_reason=finish_reason,
@@ -295,6 +330,7 @@ class InferenceWorker:
                 },
             )
             generation.pending = ""
+        generation.observed.finished(finish_reason)
         await self._send(
             generation.reply_to,
             {

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from chat.inference.worker import InferenceWorker
-from project import crypto
+from project import crypto, metrics
 
 
 class Command(BaseCommand):
@@ -17,8 +17,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--name", help="name shown in /healthz (default: host-pid-random)")
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            default=None,
+            help="port for this worker's Prometheus metrics, 0 for none (default: "
+            "WORKER_METRICS_PORT); each worker on a host needs its own",
+        )
 
-    def handle(self, *args, name, **options):
+    def handle(self, *args, name, metrics_port, **options):
         if not settings.REDIS_URL:
             raise CommandError(
                 "inference_worker talks to web processes through Redis: set REDIS_URL (and "
@@ -28,6 +35,15 @@ class Command(BaseCommand):
         try:
             crypto.check_keyring_opens_stored_data()
         except crypto.DecryptionError as exc:
+            raise CommandError(str(exc)) from None
+        try:
+            metrics.start_worker_metrics_server(
+                settings.WORKER_METRICS_PORT if metrics_port is None else metrics_port,
+                settings.WORKER_METRICS_ADDR,
+                certfile=settings.WORKER_METRICS_CERT,
+                keyfile=settings.WORKER_METRICS_KEY,
+            )
+        except metrics.MetricsServerError as exc:
             raise CommandError(str(exc)) from None
         asyncio.run(self._serve(InferenceWorker(name=name)))
 
