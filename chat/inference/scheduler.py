@@ -427,6 +427,8 @@ class Scheduler:
         )
         cache = self._cache
         try:
+            # Room first: growing the cache replaces its mask, which the step must see whole.
+            cache.reserve(1)
             logits = self._forward(cache, input_ids, cache.positions(), cache.decode_mask())
             tokens = self._sample(logits, [sequence.request.params for sequence in sequences])
         except Exception:

@@ -313,3 +313,23 @@ def test_the_quantisation_comes_from_settings(prepared_model_dir, settings, monk
     settings.LLM_QUANTIZE = "int8"
     engine_module.Engine.from_settings()
     assert seen["quantize"] == "int8"
+
+
+def test_answers_longer_than_the_cache_growth_step_are_not_cut_off(real_engine, monkeypatch):
+    # The cache grows when full; every answer crossing that point (128 columns past the
+    # prompt by default) once ended in error. A small step crosses it many times.
+    long_answer = SamplingParams(max_new_tokens=40, ignore_eos=True)
+    prompt = _prompt(real_engine, "Write a long story about a lighthouse keeper.", 40)
+    scheduler = _scheduler(real_engine)
+    scheduler.submit("unchanged", prompt, long_answer)
+    without_growth = _answers(_run(scheduler))["unchanged"]
+
+    monkeypatch.setattr("chat.inference.scheduler.GROWTH_COLUMNS", 3)
+    scheduler = _scheduler(real_engine)
+    scheduler.submit("long", prompt, long_answer)
+    events = _run(scheduler)
+
+    finish = _finish(events, "long")
+    assert finish.finish_reason == "length"
+    assert finish.completion_tokens == 40
+    assert _answers(events)["long"] == without_growth
