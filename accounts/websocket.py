@@ -10,18 +10,23 @@ was missed.
 
 import asyncio
 import contextlib
+import logging
 import time
 
 from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.contrib.sessions.models import Session
+from django.db import DatabaseError
 from django.utils import timezone
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.models import Device
 
 from accounts.services import SIGNED_IN_AT_KEY, user_group
 from audit.log import record
+
+logger = logging.getLogger(__name__)
 
 # Close code for "your session ended": the page reloads and lands on sign-in.
 CLOSE_SESSION_ENDED = 4401
@@ -125,8 +130,17 @@ class VerifiedSessionConsumer(AsyncJsonWebsocketConsumer):
     async def _recheck_session(self):
         while True:
             await asyncio.sleep(settings.SESSION_RECHECK_SECONDS)
-            user = self.scope["user"]
-            await sync_to_async(user.refresh_from_db)(fields=["is_active"])
-            if await sync_to_async(session_problem)(self.scope) is not None:
+            try:
+                problem = await database_sync_to_async(self._session_problem)()
+            except DatabaseError as error:
+                # No session can be ended while the database is down either; the next round
+                # checks again (ending sessions also closes sockets through the group).
+                logger.warning("Could not re-check a websocket's session: %s", error)
+                continue
+            if problem is not None:
                 await self.close(code=CLOSE_SESSION_ENDED)
                 return
+
+    def _session_problem(self):
+        self.scope["user"].refresh_from_db(fields=["is_active"])
+        return session_problem(self.scope)

@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 # How often running streams are checked for a silent or dead worker.
 WATCH_INTERVAL = 1.0
+# A worker missing from the registry for this long is dead (two heartbeats and a margin).
+WORKER_MISSING_GRACE = settings.WORKER_HEARTBEAT_SECONDS * 2 + 1.0
 # The database (PostgreSQL) or the shared cache and channel layer (Redis) not answering.
 OUTAGES = (DatabaseError, RedisError, ConnectionError)
 UNAVAILABLE_DETAIL = (
@@ -47,6 +49,8 @@ class Stream:
     worker_channel: str | None = None
     parts: list[str] = field(default_factory=list)
     stop_requested: bool = False
+    # When the worker was first found missing from the registry (None: it is listed).
+    missing_since: float | None = None
 
 
 class ChatConsumer(VerifiedSessionConsumer):
@@ -289,7 +293,14 @@ class ChatConsumer(VerifiedSessionConsumer):
                     silent = now - stream.last_news > settings.CHAT_STALL_TIMEOUT
                     dead = False
                     if stream.worker_channel and not silent:
-                        dead = not await sync_to_async(self._worker_alive)(stream.worker_channel)
+                        alive = await sync_to_async(self._worker_alive)(stream.worker_channel)
+                        if alive:
+                            stream.missing_since = None
+                        elif stream.missing_since is None:
+                            stream.missing_since = now
+                        # A worker must stay missing past a few heartbeats: after a Redis
+                        # restart the registry is empty until each worker's next beat.
+                        dead = not alive and now - stream.missing_since > WORKER_MISSING_GRACE
                     if silent or dead:
                         await self._give_up(stream)
                 except OUTAGES as error:

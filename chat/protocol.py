@@ -21,6 +21,7 @@ NO_WORKER = "no_worker"  # no inference worker is running
 TOO_MANY_GENERATIONS = "too_many_generations"
 GENERATION_IN_PROGRESS = "generation_in_progress"
 NOTHING_TO_STOP = "nothing_to_stop"
+UNAVAILABLE = "unavailable"  # the database or Redis is not answering; nothing was saved
 INTERNAL = "internal"
 
 ERROR_CODES = frozenset(
@@ -34,6 +35,7 @@ ERROR_CODES = frozenset(
         TOO_MANY_GENERATIONS,
         GENERATION_IN_PROGRESS,
         NOTHING_TO_STOP,
+        UNAVAILABLE,
         INTERNAL,
     }
 )

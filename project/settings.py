@@ -191,20 +191,35 @@ if REDIS_URL:
             "REDIS_URL must start with redis://, rediss:// (TLS) or unix://, "
             "for example rediss://redis.internal:6380/0."
         )
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # channels_redis's layer, whose receive() waits out a Redis restart.
+            "BACKEND": "project.channel_layer.ResilientRedisChannelLayer",
             "CONFIG": {
                 # The socket timeout must outlast channels_redis's 5-second blocking reads;
                 # redis-py 8 defaults it to 5 s, which turns idle receives into errors.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                # After a Redis restart, pooled connections are dead: a command that meets
+                # one reconnects and runs once more instead of failing the socket it serves.
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": 30,
+                        "retry_on_error": [RedisConnectionError],
+                    }
+                ],
                 # Channel messages carry prompts and answers: encrypt them in Redis too.
                 "symmetric_encryption_keys": CHAT_KEYRING,
             },
         }
     }
     CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"retry_on_error": [RedisConnectionError]},
+        }
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

@@ -20,3 +20,4 @@ urlpatterns = [
 ]
 
 handler403 = "project.views.permission_denied"
+handler500 = "project.views.server_error"

@@ -1,13 +1,18 @@
 import asyncio
+import sys
 import time
+import uuid
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+
+# A browser told "unavailable" may retry after this many seconds.
+RETRY_AFTER_SECONDS = 30
 
 # A health probe must answer quickly even when a dependency hangs; monitoring systems
 # usually time out after 5 to 10 seconds, so each check gets 3.
@@ -29,7 +34,10 @@ async def _check_channel_layer() -> None:
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("no channel layer is configured")
-    channel = await layer.new_channel("healthz.")
+    # A channel of its own, not a process-local one ("...!..."): channels_redis serves all
+    # of a process's local channels through one shared reader, which open websockets hold,
+    # and the probe must not queue behind it.
+    channel = f"healthz.{uuid.uuid4().hex}"
     await layer.send(channel, {"type": "health.ping"})
     message = await layer.receive(channel)
     if message.get("type") != "health.ping":
@@ -94,6 +102,17 @@ async def healthz(request):
         {"status": "ok" if healthy else "failing", "checks": checks},
         status=200 if healthy else 503,
     )
+
+
+def server_error(request):
+    """500 for a failure in the code, 503 (with Retry-After) when the database is down: the
+    page then says that nothing was lost and to come back in a minute."""
+    error = sys.exc_info()[1]
+    if isinstance(error, DatabaseError):
+        response = render(request, "503.html", status=503)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    return render(request, "500.html", status=500)
 
 
 def permission_denied(request, exception=None):

@@ -43,8 +43,6 @@ logger = logging.getLogger(__name__)
 
 # Text is sent at most this often per answer: smooth to read, few messages to route.
 DELTA_INTERVAL = 0.05
-# While Redis is down, the worker retries at growing intervals up to this.
-RECEIVE_RETRY_MAX_SECONDS = 5.0
 
 
 @dataclass
@@ -164,7 +162,7 @@ class InferenceWorker:
     async def _take_requests(self) -> None:
         while True:
             await self._room.wait()
-            message = await self._receive(registry.REQUESTS_CHANNEL)
+            message = await self.layer.receive(registry.REQUESTS_CHANNEL)
             if message.get("type") == "inference.generate":
                 await self._accept(message)
             if not self._has_room():
@@ -172,28 +170,10 @@ class InferenceWorker:
 
     async def _take_control(self) -> None:
         while True:
-            message = await self._receive(self.channel)
+            message = await self.layer.receive(self.channel)
             if message.get("type") == "inference.cancel":
                 self.scheduler.cancel(message.get("request_id", ""))
                 self._work.set()
-
-    async def _receive(self, channel: str) -> dict:
-        """The next message on ``channel``; while the channel layer (Redis) is down, keeps
-        trying every few seconds instead of ending the worker, so answers being decoded
-        are finished and stored, and new requests flow again once Redis is back."""
-        delay = 0.0
-        while True:
-            try:
-                message = await self.layer.receive(channel)
-            except (RedisError, ConnectionError, OSError) as error:
-                if delay == 0.0:
-                    logger.warning("The channel layer is not answering (%s); retrying", error)
-                delay = min(RECEIVE_RETRY_MAX_SECONDS, max(0.5, delay * 2))
-                await asyncio.sleep(delay)
-                continue
-            if delay:
-                logger.info("The channel layer answers again")
-            return message
 
     async def _accept(self, message: dict) -> None:
         from chat.inference.engine import SamplingParams

@@ -3,59 +3,19 @@ Redis and PostgreSQL; a websocket client streams answers from the real model."""
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 
 import psycopg
 import pytest
-import websockets
 
 from tests.support.browserless import SignedInClient
-from tests.support.server import REPO, free_port, manage, served_site, site_environment
+from tests.support.production import Worker, ask, connect, wait_until_ready
+from tests.support.server import free_port, manage, served_site, site_environment
 from tests.support.services import throwaway_database
 
 pytestmark = pytest.mark.system
 
 PASSWORD = "production passphrase 99"
-
-
-class Worker:
-    def __init__(self, env, log_path):
-        self.log_path = log_path
-        with open(log_path, "w") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "manage.py", "inference_worker"],
-                cwd=REPO,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def kill(self):
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-def wait_until_ready(site, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status, body = site.json("/healthz")
-        if status == 200:
-            return body
-        time.sleep(0.5)
-    raise AssertionError(f"no ready worker within {timeout} s: {body}")
 
 
 @pytest.fixture(scope="module")
@@ -74,35 +34,6 @@ def production(tmp_path_factory, postgres_server_url, redis_server_url):
             finally:
                 for worker in site.workers:
                     worker.stop()
-
-
-async def ask(site, cookie, content, *, conversation=None, max_new_tokens=24, until=None):
-    """Send one question; return (frames, text). ``until(frames)`` may act mid-stream."""
-    async with websockets.connect(
-        f"wss://localhost:{site.port}/ws/chat/",
-        ssl=site.tls_context(),
-        origin=f"https://localhost:{site.port}",
-        additional_headers={"Cookie": cookie},
-        open_timeout=20,
-    ) as socket:
-        await socket.send(
-            json.dumps(
-                {
-                    "type": "chat.send",
-                    "conversation": conversation,
-                    "content": content,
-                    "client_id": "sys-1",
-                    "params": {"max_new_tokens": max_new_tokens},
-                }
-            )
-        )
-        frames = []
-        while not frames or frames[-1]["type"] not in ("chat.done", "error"):
-            frames.append(json.loads(await asyncio.wait_for(socket.recv(), 60)))
-            if until is not None:
-                await until(frames)
-    text = "".join(f["text"] for f in frames if f["type"] == "chat.delta")
-    return frames, text
 
 
 @pytest.fixture(scope="module")
@@ -208,3 +139,13 @@ def test_killing_the_worker_mid_answer_ends_with_an_error_and_keeps_the_partial_
     )
     assert frames[-1]["finish_reason"] in ("stop", "length")
     assert text
+
+
+def test_health_stays_green_while_users_are_connected(production, paula):
+    async def check_with_a_socket_open():
+        async with connect(production, paula.cookie_header()):
+            return await asyncio.to_thread(production.json, "/healthz")
+
+    status, body = asyncio.run(check_with_a_socket_open())
+
+    assert status == 200, body["checks"]
