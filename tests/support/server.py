@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.services import environ_without_profile
@@ -66,6 +66,7 @@ class ServedSite:
     port: int
     var_dir: Path
     log_path: Path
+    env_overrides: dict[str, str] = field(default_factory=dict)
 
     @property
     def ca_cert(self) -> Path:
@@ -94,6 +95,28 @@ class ServedSite:
             return response.status, {k.lower(): v for k, v in response.getheaders()}, body
         finally:
             conn.close()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def restart(self) -> None:
+        """Stop the web process and start a new one on the same port and state."""
+        self.stop()
+        with self.log_path.open("a") as log:
+            log.write("--- restarted\n")
+            self.process = subprocess.Popen(
+                [sys.executable, "manage.py", "serve", "--port", str(self.port)],
+                cwd=REPO,
+                env=site_environment(self.var_dir, **self.env_overrides),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def json(self, path: str) -> tuple[int, dict]:
         status, _, body = self.request(path)
@@ -127,17 +150,15 @@ def served_site(var_dir: Path, port: int, **env_overrides: str) -> Iterator[Serv
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    site = ServedSite(process=process, port=port, var_dir=var_dir, log_path=log_path)
+    site = ServedSite(
+        process=process, port=port, var_dir=var_dir, log_path=log_path, env_overrides=env_overrides
+    )
     try:
         _wait_until_serving(site)
         yield site
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        # The site's process, which a test may have replaced by restarting it.
+        site.stop()
 
 
 def free_port() -> int:
