@@ -65,7 +65,14 @@ def _forbidden_words():
     return FORBIDDEN_DETAIL_WORDS, METADATA_SUFFIXES
 
 
+# Fields that match the words above but are known to hold no secret: Django's request
+# logger puts the HTTP status in ``status_code``.
+SAFE_FIELDS = frozenset({"status_code"})
+
+
 def looks_secret(key: str, words_lists) -> bool:
+    if key in SAFE_FIELDS:
+        return False
     if words_lists is None:
         # Start-up, before the word lists can be imported: keep no extra value at all.
         return True

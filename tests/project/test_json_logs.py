@@ -161,3 +161,15 @@ async def test_a_chat_message_and_its_answer_never_reach_the_logs(employee, sett
     # ...and neither the question nor the answer, whole or in part.
     for secret_part in ("Zephyrine", "99-1234", "capital of France"):
         assert secret_part not in logged
+
+
+@pytest.mark.django_db
+def test_a_failed_request_logs_its_http_status(settings, employee_client):
+    settings.ROOT_URLCONF = "tests.project.broken_urls"
+    employee_client.raise_request_exception = False
+
+    with captured_logs(logging.ERROR) as stream:
+        employee_client.get("/broken", REMOTE_ADDR="10.0.0.1", secure=True)
+
+    (line,) = [line for line in lines(stream) if line["logger"] == "django.request"]
+    assert line["status_code"] == 500
