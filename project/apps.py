@@ -6,3 +6,8 @@ class ProjectConfig(AppConfig):
 
     name = "project"
     verbose_name = "Server"
+
+    def ready(self):
+        # Connects the sign-in counters to their signals in every process, not only in
+        # those whose middleware happens to import the metrics module.
+        from project import metrics  # noqa: F401
