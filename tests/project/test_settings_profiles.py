@@ -80,10 +80,11 @@ def test_redis_url_selects_an_encrypted_redis_channel_layer_and_accepts_tls(var_
     loaded = _loaded(var_dir, REDIS_URL="rediss://redis.corp.example:6380/2")
 
     layer = loaded["CHANNEL_LAYERS"]["default"]
-    assert layer["BACKEND"] == "channels_redis.core.RedisChannelLayer"
-    assert layer["CONFIG"]["hosts"] == [
-        {"address": "rediss://redis.corp.example:6380/2", "socket_timeout": 30}
-    ]
+    assert layer["BACKEND"] == "project.channel_layer.ResilientRedisChannelLayer"
+    (host,) = layer["CONFIG"]["hosts"]
+    assert host["address"] == "rediss://redis.corp.example:6380/2"
+    assert host["socket_timeout"] == 30
+    assert host["retry_on_error"]
     assert layer["CONFIG"]["symmetric_encryption_keys"]
 
 
