@@ -7,6 +7,7 @@ admins hide sensitive data (OTP_ADMIN_HIDE_SENSITIVE_DATA).
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.models import Group
 from django.db.models import Count, Max, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.shortcuts import render
@@ -14,6 +15,7 @@ from django.shortcuts import render
 from accounts import services
 from accounts.forms import ResetTwoFactorForm
 from accounts.models import BackupCode
+from accounts.roles import EMPLOYEES
 
 User = get_user_model()
 admin.site.unregister(User)
@@ -32,6 +34,22 @@ class UserAdmin(DjangoUserAdmin):
     )
     list_filter = ("is_active", "is_staff", "is_superuser", "groups")
     actions = ["reset_two_factor", "deactivate"]
+
+    def get_readonly_fields(self, request, obj=None):
+        """Only a superuser grants superuser status or single permissions; nobody changes
+        their own roles or status here (another admin must, and it is audited)."""
+        readonly = list(super().get_readonly_fields(request, obj))
+        if not request.user.is_superuser:
+            readonly += ["is_superuser", "user_permissions"]
+        if obj is not None and obj.pk == request.user.pk:
+            readonly += ["is_active", "is_staff", "is_superuser", "groups", "user_permissions"]
+        return list(dict.fromkeys(readonly))
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        if not change:
+            # A new account can chat, as one made with `manage.py createuser` can.
+            form.instance.groups.add(Group.objects.get(name=EMPLOYEES))
 
     def get_queryset(self, request):
         return (

@@ -32,3 +32,15 @@ def ensure_roles(group_model, permission_model) -> None:
                 for app, codename in permissions
             ]
         )
+
+
+EMPLOYEES = "Employees"
+
+
+def may_chat(user) -> bool:
+    """Whether ``user`` may use the chat: members of Employees (and superusers)."""
+    return bool(
+        user.is_authenticated
+        and user.is_active
+        and (user.is_superuser or user.groups.filter(name=EMPLOYEES).exists())
+    )

@@ -16,7 +16,8 @@ from django.core.cache import cache
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from accounts.websocket import VerifiedSessionConsumer
+from accounts.roles import may_chat
+from accounts.websocket import REFUSAL_HOLDER, VerifiedSessionConsumer
 from chat import protocol, services
 from chat.inference import registry
 from chat.inference.worker import ensure_embedded_worker
@@ -24,6 +25,8 @@ from project import metrics
 
 logger = logging.getLogger(__name__)
 
+# Close code for "signed in, but not allowed to chat" (as for a refused session).
+CLOSE_NOT_ALLOWED = 4403
 # How often running streams are checked for a silent or dead worker.
 WATCH_INTERVAL = 1.0
 # A worker missing from the registry for this long is dead (two heartbeats and a margin).
@@ -55,9 +58,15 @@ class Stream:
 
 class ChatConsumer(VerifiedSessionConsumer):
     async def connect(self):
-        ensure_embedded_worker()
         self.streams: dict[str, Stream] = {}
         self._watchdog = None
+        if not await database_sync_to_async(may_chat)(self.scope["user"]):
+            # Refused before accept: recorded as websocket.refused with this reason.
+            if REFUSAL_HOLDER in self.scope:
+                self.scope[REFUSAL_HOLDER].update(reason="not_an_employee", user=self.scope["user"])
+            await self.close(code=CLOSE_NOT_ALLOWED)
+            return
+        ensure_embedded_worker()
         await super().connect()
         self._watchdog = asyncio.create_task(self._watch_streams())
         metrics.WEBSOCKETS_ACTIVE.inc()

@@ -1,13 +1,16 @@
 """The chat page and the small JSON API the page uses for everything but streaming."""
 
+import functools
 import json
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.roles import may_chat
 from chat import services
 from chat.inference import registry
 
@@ -22,9 +25,32 @@ def _not_found() -> JsonResponse:
     return _error(404, "not_found", "That conversation does not exist.")
 
 
+NOT_AN_EMPLOYEE = (
+    "Your account may not use the chat. If you need it for your work, ask an administrator "
+    "to add you to Employees."
+)
+
+
+def employees_only(view):
+    """403 (recorded as permission.denied) for a signed-in user outside Employees."""
+
+    @functools.wraps(view)
+    def checked(request, *args, **kwargs):
+        if not may_chat(request.user):
+            raise PermissionDenied(NOT_AN_EMPLOYEE)
+        return view(request, *args, **kwargs)
+
+    return checked
+
+
 @never_cache
 @require_GET
 def chat_page(request):
+    if not may_chat(request.user) and request.user.is_staff:
+        # Compliance staff or admins without the chat: their start page is the admin.
+        return redirect("admin:index")
+    if not may_chat(request.user):
+        raise PermissionDenied(NOT_AN_EMPLOYEE)
     return render(
         request,
         "chat/index.html",
@@ -34,6 +60,7 @@ def chat_page(request):
 
 @never_cache
 @require_GET
+@employees_only
 def conversation_list(request):
     services.fail_stale_answers(request.user)
     return JsonResponse(
@@ -48,6 +75,7 @@ def conversation_list(request):
 
 @never_cache
 @require_GET
+@employees_only
 def conversation_detail(request, conversation_id):
     try:
         conversation = services.conversation_of(request.user, conversation_id)
@@ -65,6 +93,7 @@ def conversation_detail(request, conversation_id):
 
 
 @require_POST
+@employees_only
 def conversation_rename(request, conversation_id):
     try:
         conversation = services.conversation_of(request.user, conversation_id)
@@ -86,6 +115,7 @@ def conversation_rename(request, conversation_id):
 
 
 @require_POST
+@employees_only
 def conversation_delete(request, conversation_id):
     try:
         conversation = services.conversation_of(request.user, conversation_id)
@@ -97,6 +127,7 @@ def conversation_delete(request, conversation_id):
 
 @never_cache
 @require_GET
+@employees_only
 def conversation_export(request, conversation_id, export_format):
     try:
         conversation = services.conversation_of(request.user, conversation_id)
@@ -114,6 +145,7 @@ def conversation_export(request, conversation_id, export_format):
 
 @never_cache
 @require_GET
+@employees_only
 def worker_status(request):
     workers = registry.live_workers()
     ready = [w for w in workers if w.get("state") == "ready"]

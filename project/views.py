@@ -5,6 +5,7 @@ import uuid
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
+from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, connection
 from django.http import JsonResponse
 from django.shortcuts import render
@@ -126,7 +127,8 @@ def permission_denied(request, exception=None):
         method=request.method,
         path=request.path[:200],
     )
-    return render(request, "403.html", status=403)
+    reason = str(exception) if isinstance(exception, PermissionDenied) and str(exception) else ""
+    return render(request, "403.html", {"reason": reason}, status=403)
 
 
 def csrf_failure(request, reason=""):

@@ -136,3 +136,36 @@ def test_keys_and_codes_never_appear_in_the_admin(admin_client_secure, employee)
 
     assert device.key not in page
     assert device.base32_key not in page
+
+
+def test_a_user_added_in_the_admin_can_chat(admin_client_secure):
+    response = post(
+        admin_client_secure,
+        f"{USERS}add/",
+        {
+            "username": "newcomer",
+            "password1": "a long new passphrase 77",
+            "password2": "a long new passphrase 77",
+            "usable_password": "true",
+        },
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    from django.contrib.auth.models import User
+
+    assert list(User.objects.get(username="newcomer").groups.values_list("name", flat=True)) == [
+        "Employees"
+    ]
+
+
+def test_an_admin_cannot_grant_superuser_or_change_their_own_roles(group_admin, employee):
+    client = Client()
+    login_2fa(client, group_admin)
+
+    other = get(client, f"{USERS}{employee.pk}/change/").content.decode()
+    own = get(client, f"{USERS}{group_admin.pk}/change/").content.decode()
+
+    assert 'name="groups"' in other
+    assert 'name="is_superuser"' not in other
+    assert 'name="groups"' not in own
+    assert 'name="is_staff"' not in own
