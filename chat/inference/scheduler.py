@@ -2,9 +2,10 @@
 
 Requests may arrive at any time. Each ``step()`` first admits waiting requests that fit
 (``max_active`` sequences, ``max_batch_tokens`` of prompt plus answer), runs their prompts
-through the model (prefill) and merges their keys and values into the running batch; then it
-runs one decode step for every active sequence together. A second user therefore never
-waits for the first one's answer to end, only for one prefill.
+through the model together (prefill: left-padded, grouped by length, one forward pass per
+group) and merges their keys and values into the running batch; then it runs one decode
+step for every active sequence together. A second user therefore never waits for the first
+one's answer to end, only for one prefill, and people arriving together share it.
 
 Why our own batching rather than transformers' continuous batching
 (``generate_batch`` / ``ContinuousBatchingManager``): that manager runs its own background
@@ -25,8 +26,8 @@ once per request, not once per token.
 Limits of this design: one mask serves every layer, so models with sliding-window layers
 attend to their whole context (identical answers while it is shorter than the window);
 memory follows the longest sequence times the number of rows, which max_batch_tokens (a sum
-of each request's prompt plus answer) does not bound on its own; and a long prompt's
-prefill runs in one forward pass, during which the other answers wait.
+of each request's prompt plus answer) does not bound on its own; and a prefill runs in
+one forward pass, during which the other answers wait.
 """
 
 import collections
@@ -42,6 +43,10 @@ from chat.inference.engine import Engine, SamplingParams
 
 logger = logging.getLogger(__name__)
 
+# Prompts prefilled together in one forward pass hold at most this many tokens, padding
+# included: enough to take a crowd arriving at once in a pass or two, small enough that the
+# pass's activations stay a few hundred MB for a large model.
+PREFILL_GROUP_TOKENS = 4096
 # The cache grows by at least this many columns at a time (or a quarter of its length), so
 # most decode steps write in place instead of copying the whole cache to a bigger tensor.
 GROWTH_COLUMNS = 128
@@ -229,6 +234,20 @@ class _BatchCache:
         return selected
 
 
+def _prefill_groups(requests: list[_Request]) -> list[list[_Request]]:
+    """``requests`` in groups of similar length whose padded size fits
+    PREFILL_GROUP_TOKENS (a prompt longer than that is a group of its own)."""
+    groups: list[list[_Request]] = []
+    for request in sorted(requests, key=lambda r: len(r.prompt_ids)):
+        group = groups[-1] if groups else None
+        # Sorted by length: the newcomer is the longest of the group it would join.
+        if group and (len(group) + 1) * len(request.prompt_ids) <= PREFILL_GROUP_TOKENS:
+            group.append(request)
+        else:
+            groups.append([request])
+    return groups
+
+
 def _resized(tensor: torch.Tensor, rows: int, columns: int) -> tuple[int, ...]:
     """The shape of a cache tensor with ``rows`` sequences of ``columns`` tokens."""
     _, heads, _, width = tensor.shape
@@ -381,43 +400,77 @@ class Scheduler:
         return output.logits[:, -1, :]
 
     def _prefill(self, admitted: list[_Request]) -> None:
-        """Run each new prompt alone, so no compute goes to padding, then merge them all
-        into the batch with one copy."""
-        device = self.engine.device
-        joining: list[tuple[_Sequence, _BatchCache]] = []
-        for request in admitted:
-            sequence = _Sequence(request, IncrementalDecoder(self.engine.tokenizer))
-            length = len(request.prompt_ids)
-            cache = _BatchCache(1, device, self.engine.dtype)
+        """Run the new prompts through the model, several in one forward pass, then merge
+        them all into the running batch with one copy.
+
+        Newcomers are grouped by length (left-padded to the longest of their group, at most
+        PREFILL_GROUP_TOKENS padded tokens a group): one pass for many prompts costs far
+        less than one pass each, so N people arriving together wait for about one prefill,
+        not N, before their first token."""
+        joining: list[_BatchCache] = []
+        newcomers: list[_Sequence] = []
+        for group in _prefill_groups(admitted):
+            sequences = [_Sequence(r, IncrementalDecoder(self.engine.tokenizer)) for r in group]
             try:
-                input_ids = torch.tensor([request.prompt_ids], dtype=torch.long, device=device)
-                positions = torch.arange(length, device=device)[None, :]
-                hidden = torch.finfo(self.engine.dtype).min
-                causal = torch.full(
-                    (length, length), hidden, dtype=self.engine.dtype, device=device
-                )
-                logits = self._forward(cache, input_ids, positions, causal.triu_(1)[None, None])
-                self._accept(sequence, self._sample(logits, [request.params])[0])
+                cache, logits = self._prefill_group(group)
+                tokens = self._sample(logits, [request.params for request in group])
+                for sequence, token in zip(sequences, tokens, strict=True):
+                    self._accept(sequence, token)
             except Exception:
-                logger.exception("Prefill of request %s failed", request.request_id)
-                sequence.finish_reason = "error"
-            if sequence.finish_reason is None:
-                joining.append((sequence, cache))
-            else:
-                self._leaving.append(sequence)
-        if joining:
-            parts = [] if self._cache is None else [self._cache]
-            try:
-                self._cache = _BatchCache.merged(parts + [cache for _, cache in joining])
-            except Exception:
-                # Out of memory, typically: the running batch is untouched, only the
-                # newcomers fail.
-                logger.exception("Could not add %d requests to the batch", len(joining))
-                for sequence, _ in joining:
+                logger.exception("Prefill of %d requests failed", len(group))
+                for sequence in sequences:
                     sequence.finish_reason = "error"
-                    self._leaving.append(sequence)
-                return
-            self._sequences += [sequence for sequence, _ in joining]
+            keep = [row for row, sequence in enumerate(sequences) if sequence.finish_reason is None]
+            self._leaving += [sequence for sequence in sequences if sequence.finish_reason]
+            if keep:
+                joining.append(cache if len(keep) == len(group) else cache.select(keep))
+                newcomers += [sequences[row] for row in keep]
+        if not joining:
+            return
+        parts = [] if self._cache is None else [self._cache]
+        try:
+            self._cache = _BatchCache.merged(parts + joining)
+        except Exception:
+            # Out of memory, typically: the running batch is untouched, only the newcomers
+            # fail.
+            logger.exception("Could not add %d requests to the batch", len(newcomers))
+            for sequence in newcomers:
+                sequence.finish_reason = "error"
+                self._leaving.append(sequence)
+            return
+        self._sequences += newcomers
+
+    def _prefill_group(self, group: list[_Request]) -> tuple["_BatchCache", torch.Tensor]:
+        """One forward pass over the left-padded prompts of ``group``: their cache, and the
+        logits of each prompt's last token."""
+        device = self.engine.device
+        dtype = self.engine.dtype
+        length = max(len(request.prompt_ids) for request in group)
+        padding = torch.tensor(
+            [length - len(request.prompt_ids) for request in group], dtype=torch.long, device=device
+        )
+        input_ids = torch.tensor(
+            [[0] * (length - len(r.prompt_ids)) + r.prompt_ids for r in group],
+            dtype=torch.long,
+            device=device,
+        )
+        columns = torch.arange(length, device=device)
+        positions = (columns[None, :] - padding[:, None]).clamp_(min=0)
+        hidden = torch.finfo(dtype).min
+        # A token sees itself and the real tokens before it; a padding token only itself,
+        # so that no row of the attention is empty (it would give NaN).
+        future = columns[None, :] > columns[:, None]
+        is_padding = columns[None, :] < padding[:, None]
+        blocked = future[None, :, :] | (
+            is_padding[:, None, :] & ~torch.eye(length, dtype=torch.bool, device=device)
+        )
+        mask = torch.zeros(len(group), 1, length, length, dtype=dtype, device=device)
+        mask.masked_fill_(blocked[:, None], hidden)
+        cache = _BatchCache(len(group), device, dtype)
+        logits = self._forward(cache, input_ids, positions, mask)
+        cache.padding = padding
+        cache.mask[:, :length] = torch.where(is_padding, hidden, 0.0).to(dtype)
+        return cache, logits
 
     def _decode(self) -> None:
         device = self.engine.device

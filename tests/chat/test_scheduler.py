@@ -80,6 +80,59 @@ def test_answers_in_a_batch_are_the_same_as_answered_alone(real_engine):
     assert answers["second"] == _generate(real_engine, second, 16)
 
 
+@pytest.fixture(scope="module")
+def float32_engine(prepared_model_dir):
+    """Exact comparisons need float32: in bfloat16, a matrix product of another shape
+    rounds differently, and greedy answers may part after a few tokens."""
+    from django.conf import settings
+
+    from chat.inference.engine import Engine
+
+    return Engine(
+        prepared_model_dir,
+        device="cpu",
+        dtype="float32",
+        system_prompt=settings.LLM_SYSTEM_PROMPT,
+    )
+
+
+def test_newcomers_arriving_together_share_one_prefill_and_answer_as_alone(
+    float32_engine, monkeypatch
+):
+    real_engine = float32_engine
+    questions = {
+        "short": "Hi!",
+        "medium": "Name three colours of the rainbow.",
+        "long": "Write one sentence about the sea, the wind at night and an old lighthouse.",
+    }
+    prompts = {name: _prompt(real_engine, question, 16) for name, question in questions.items()}
+    alone = {}
+    for name, prompt in prompts.items():
+        scheduler = _scheduler(real_engine)
+        scheduler.submit(name, prompt, SamplingParams(max_new_tokens=16))
+        alone[name] = _answers(_run(scheduler))[name]
+
+    scheduler = _scheduler(real_engine)
+    passes = []
+    forward = scheduler._forward
+    monkeypatch.setattr(
+        scheduler,
+        "_forward",
+        lambda cache, ids, *rest: passes.append(ids.shape) or forward(cache, ids, *rest),
+    )
+    for name, prompt in prompts.items():
+        scheduler.submit(name, prompt, SamplingParams(max_new_tokens=16))
+    first_step = scheduler.step()
+    prefill_passes = len(passes) - 1  # the step's decode pass is the last one
+    events = [(0, event) for event in first_step] + _run(scheduler)
+
+    # One pass for three prompts of different lengths, left-padded to the longest...
+    assert prefill_passes == 1
+    assert passes[0] == (3, max(map(len, prompts.values())))
+    # ...and padding changes no token: each answer is the one it gets alone.
+    assert _answers(events) == alone
+
+
 def test_a_second_request_joins_the_running_batch_instead_of_waiting(real_engine):
     scheduler = _scheduler(real_engine)
     long_answer = SamplingParams(max_new_tokens=10, ignore_eos=True)
