@@ -142,6 +142,12 @@ class Engine:
         self.tokenizer = AutoTokenizer.from_pretrained(
             model_dir, local_files_only=True, trust_remote_code=False
         )
+        # A second instance for prompts: the worker encodes a newcomer's prompt in a thread
+        # of its own while the model's thread decodes text, and a fast tokenizer must not be
+        # used by two threads at once (its settings are changed in place while encoding).
+        self.prompt_tokenizer = AutoTokenizer.from_pretrained(
+            model_dir, local_files_only=True, trust_remote_code=False
+        )
         if not self.tokenizer.chat_template:
             raise ImproperlyConfigured(
                 f"The tokenizer in {model_dir} has no chat template; LLM_MODEL must be an "
@@ -288,11 +294,11 @@ class Engine:
     def _encode(self, messages: list[dict]) -> list[int]:
         if self.system_prompt:
             messages = [{"role": "system", "content": self.system_prompt}, *messages]
-        text = self.tokenizer.apply_chat_template(
+        text = self.prompt_tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, tokenize=False
         )
         # The rendered template already holds every special token the model expects.
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self.prompt_tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def _truncated_newest(self, message: dict, budget: int) -> list[int]:
         frame = len(self._encode([{**message, "content": ""}]))
@@ -302,10 +308,12 @@ class Engine:
                 f"in a context of {self.context_length} tokens with room for the answer; "
                 "shorten LLM_SYSTEM_PROMPT or lower max_new_tokens."
             )
-        content_ids = self.tokenizer(message["content"], add_special_tokens=False)["input_ids"]
+        content_ids = self.prompt_tokenizer(message["content"], add_special_tokens=False)[
+            "input_ids"
+        ]
         keep = budget - frame
         while True:
-            content = self.tokenizer.decode(content_ids[-keep:]) if keep > 0 else ""
+            content = self.prompt_tokenizer.decode(content_ids[-keep:]) if keep > 0 else ""
             ids = self._encode([{**message, "content": content}])
             # Tokens can merge differently at the new start; shrink until it really fits.
             if len(ids) <= budget:

@@ -43,6 +43,9 @@ logger = logging.getLogger(__name__)
 
 # Text is sent at most this often per answer: smooth to read, few messages to route.
 DELTA_INTERVAL = 0.05
+# An idle worker waits this long after a request before its first step, so that requests
+# arriving together are prefilled together; small against a prefill (~100 ms here).
+ADMISSION_WINDOW = 0.02
 
 
 @dataclass
@@ -92,6 +95,7 @@ class InferenceWorker:
         self.channel = await self.layer.new_channel("inference.worker.")
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self._executor = executor
+        self._prompts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prompts")
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
             try:
@@ -116,6 +120,7 @@ class InferenceWorker:
             heartbeat.cancel()
             await self._stop()
             executor.shutdown(wait=False, cancel_futures=True)
+            self._prompts.shutdown(wait=False, cancel_futures=True)
 
     async def _stop(self) -> None:
         self.state = "stopping"
@@ -183,8 +188,10 @@ class InferenceWorker:
         reply_to = message["reply_to"]
         try:
             params = SamplingParams.from_request(message.get("params") or {})
+            # Not on the model's thread: a newcomer's prompt is ready while a step runs, so
+            # people arriving together join the same step and share its prefill.
             prompt_ids = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self.engine.prompt_ids, message["messages"], params.max_new_tokens
+                self._prompts, self.engine.prompt_ids, message["messages"], params.max_new_tokens
             )
             self.scheduler.submit(request_id, prompt_ids, params)
         except QueueFull:
@@ -239,6 +246,10 @@ class InferenceWorker:
         loop = asyncio.get_running_loop()
         while True:
             await self._work.wait()
+            if not self.scheduler.active():
+                # Idle until now: people often ask together (a meeting, a training), and
+                # whoever arrives within this short window shares the first prefill.
+                await asyncio.sleep(ADMISSION_WINDOW)
             self._work.clear()
             while self.scheduler.has_work():
                 events = await loop.run_in_executor(self._executor, self.scheduler.step)
