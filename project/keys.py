@@ -229,6 +229,27 @@ def replace_keys_and_record(path: Path, keys: list[str], previous: list[str], re
     return result
 
 
+def keep_only_newest(path: Path, current: list[str], kind: str) -> list[str]:
+    """Rewrite ``path`` with its first key only and record ``keys.rotated`` (step
+    ``drop_old``, key ids only), both or neither; returns the keys dropped."""
+    from audit.log import record
+
+    dropped = current[1:]
+    replace_keys_and_record(
+        path,
+        current[:1],
+        current,
+        lambda: record(
+            "keys.rotated",
+            kind=kind,
+            step="drop_old",
+            kept_key_id=key_id(kind, current[0]),
+            dropped_key_ids=[key_id(kind, key) for key in dropped],
+        ),
+    )
+    return dropped
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Create the server's missing key files.")
     parser.add_argument(

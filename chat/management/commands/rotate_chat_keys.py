@@ -11,6 +11,7 @@ from project import crypto
 from project.keys import (
     CHAT_KEYRING_FILE,
     KeyFileError,
+    keep_only_newest,
     key_file_lock,
     key_id,
     new_key,
@@ -141,19 +142,7 @@ class Command(BaseCommand):
                 "`manage.py rotate_chat_keys` (after every process has restarted with the "
                 "new key first), then --drop-old again."
             )
-        dropped = current[1:]
-        replace_keys_and_record(
-            path,
-            current[:1],
-            current,
-            lambda: record(
-                "keys.rotated",
-                kind=KIND,
-                step="drop_old",
-                kept_key_id=_id(current[0]),
-                dropped_key_ids=[_id(key) for key in dropped],
-            ),
-        )
+        dropped = keep_only_newest(path, current, KIND)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Removed the chat keys {', '.join(_id(key) for key in dropped)}; {path} keeps "

@@ -6,6 +6,7 @@ from audit.log import record
 from project.keys import (
     SECRET_KEY_FILE,
     KeyFileError,
+    keep_only_newest,
     key_file_lock,
     key_id,
     new_key,
@@ -90,19 +91,7 @@ class Command(BaseCommand):
         if len(current) == 1:
             self.stdout.write(f"{path} holds no fallback key; nothing to drop.")
             return
-        dropped = current[1:]
-        replace_keys_and_record(
-            path,
-            current[:1],
-            current,
-            lambda: record(
-                "keys.rotated",
-                kind=KIND,
-                step="drop_old",
-                kept_key_id=_id(current[0]),
-                dropped_key_ids=[_id(key) for key in dropped],
-            ),
-        )
+        dropped = keep_only_newest(path, current, KIND)
         listed = ", ".join(_id(key) for key in dropped)
         self.stdout.write(
             self.style.SUCCESS(
