@@ -171,7 +171,16 @@ def record(
     if settings.AUDIT_MIRROR:
         line = as_mirror_line(event)
         transaction.on_commit(lambda: mirror_logger.info(line))
+    transaction.on_commit(lambda: _count(action, outcome))
     return event
+
+
+def _count(action: str, outcome: str) -> None:
+    """One more committed event of this kind on /metrics (second factors refused, refusals,
+    denied pages: what an operator alerts on)."""
+    from project.metrics import AUDIT_EVENTS
+
+    AUDIT_EVENTS.labels(action=action, outcome=outcome).inc()
 
 
 arecord = sync_to_async(record)

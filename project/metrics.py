@@ -66,6 +66,12 @@ LOGIN_FAILURES = Counter(
     "llmchat_login_failures",
     "Sign-ins refused at the password step: a wrong username or password, or a lockout.",
 )
+AUDIT_EVENTS = Counter(
+    "llmchat_audit_events",
+    "Audit events committed by this process, by action (the catalogue in docs/security.md: "
+    "otp.failure, network.refused, permission.denied, ...) and outcome.",
+    ["action", "outcome"],
+)
 LOGIN_LOCKOUTS = Counter(
     "llmchat_login_lockouts",
     "Sign-in attempts that locked a username and address pair out, or came while it was "

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from chat.inference import registry
 from project.keys import ensure_keys
 from project.metrics import MetricsEndpointMiddleware
-from tests.support.personas import login_2fa
+from tests.support.personas import PASSWORD, login_2fa
 from tests.support.server import REPO
 from tests.support.services import environ_without_profile
 
@@ -38,6 +38,7 @@ METRIC_NAMES = (
     "llmchat_inference_inter_token_latency_seconds",
     "llmchat_inference_generations_total",
     "llmchat_worker_last_heartbeat_timestamp_seconds",
+    "llmchat_audit_events_total",
 )
 
 
@@ -178,6 +179,26 @@ def test_failed_sign_ins_and_lockouts_are_counted(employee):
 
     assert value("llmchat_login_failures_total") == failures + 5
     assert value("llmchat_login_lockouts_total") == lockouts + 1
+
+
+def test_wrong_authenticator_codes_are_counted_as_audit_events(password_only_user):
+    from tests.support.personas import enrol_totp
+
+    enrol_totp(password_only_user)
+    client = Client()
+    client.post(
+        "/accounts/login/",
+        {"username": password_only_user.username, "password": PASSWORD},
+        REMOTE_ADDR="10.2.2.3",
+        secure=True,
+    )
+    refused = value("llmchat_audit_events_total", action="otp.failure", outcome="failure")
+
+    client.post("/accounts/verify/", {"code": "000000"}, REMOTE_ADDR="10.2.2.3", secure=True)
+
+    assert (
+        value("llmchat_audit_events_total", action="otp.failure", outcome="failure") == refused + 1
+    )
 
 
 def test_live_workers_are_counted_by_state_from_the_registry():
