@@ -237,13 +237,12 @@ def _count_lockout(sender, **kwargs):
 
 
 class GenerationMetrics:
-    """Observes one answer as its tokens arrive: time to first text, gaps between tokens."""
+    """Observes one answer as its tokens arrive: tokens and the gaps between them. (Its time
+    to first token is observed by the worker, which keeps that moment anyway.)"""
 
     def __init__(self):
-        self.accepted_at = time.monotonic()
         self.tokens = 0
         self.last_token_at: float | None = None
-        self.first_text_seen = False
 
     def step(self, event, now: float) -> None:
         """Account for one scheduler event (cumulative ``completion_tokens``, new ``text``)."""
@@ -257,9 +256,6 @@ class GenerationMetrics:
                     INTER_TOKEN_LATENCY.observe(gap)
             self.tokens = event.completion_tokens
             self.last_token_at = now
-        if event.text and not self.first_text_seen:
-            self.first_text_seen = True
-            TIME_TO_FIRST_TOKEN.observe(now - self.accepted_at)
 
     def finished(self, finish_reason: str) -> None:
         GENERATIONS.labels(finish_reason).inc()

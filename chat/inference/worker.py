@@ -262,6 +262,7 @@ class InferenceWorker:
                     if event.text:
                         if generation.first_token_at is None:
                             generation.first_token_at = now
+                            metrics.TIME_TO_FIRST_TOKEN.observe(now - generation.started)
                         generation.parts.append(event.text)
                         generation.pending += event.text
                     if event.finished:
