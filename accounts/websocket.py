@@ -18,7 +18,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.contrib.sessions.models import Session
-from django.db import DatabaseError
+from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.models import Device
@@ -132,7 +132,7 @@ class VerifiedSessionConsumer(AsyncJsonWebsocketConsumer):
             await asyncio.sleep(settings.SESSION_RECHECK_SECONDS)
             try:
                 problem = await database_sync_to_async(self._session_problem)()
-            except DatabaseError as error:
+            except (OperationalError, InterfaceError) as error:
                 # No session can be ended while the database is down either; the next round
                 # checks again (ending sessions also closes sockets through the group).
                 logger.warning("Could not re-check a websocket's session: %s", error)

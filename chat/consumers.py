@@ -13,7 +13,7 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.cache import cache
-from django.db import DatabaseError
+from django.db import InterfaceError, OperationalError
 from redis.exceptions import RedisError
 
 from accounts.roles import may_chat
@@ -32,7 +32,7 @@ WATCH_INTERVAL = 1.0
 # A worker missing from the registry for this long is dead (two heartbeats and a margin).
 WORKER_MISSING_GRACE = settings.WORKER_HEARTBEAT_SECONDS * 2 + 1.0
 # The database (PostgreSQL) or the shared cache and channel layer (Redis) not answering.
-OUTAGES = (DatabaseError, RedisError, ConnectionError)
+OUTAGES = (OperationalError, InterfaceError, RedisError, ConnectionError)
 UNAVAILABLE_DETAIL = (
     "The chat's storage is not answering right now, so your message was not sent. Nothing "
     "you wrote before is lost; try again in a minute."

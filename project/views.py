@@ -6,7 +6,7 @@ import uuid
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.core.exceptions import PermissionDenied
-from django.db import DatabaseError, connection
+from django.db import InterfaceError, OperationalError, connection
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
@@ -109,7 +109,7 @@ def server_error(request):
     """500 for a failure in the code, 503 (with Retry-After) when the database is down: the
     page then says that nothing was lost and to come back in a minute."""
     error = sys.exc_info()[1]
-    if isinstance(error, DatabaseError):
+    if isinstance(error, OperationalError | InterfaceError):
         response = render(request, "503.html", status=503)
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
