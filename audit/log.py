@@ -14,6 +14,7 @@ import re
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 
@@ -185,6 +186,37 @@ def _count(action: str, outcome: str) -> None:
 
 arecord = sync_to_async(record)
 arecord.__doc__ = "``record()`` for async code (consumers)."
+
+# Probes (a scanner outside the allowed networks, someone trying conversation ids, an
+# employee opening the admin) must not be able to fill the audit log: each source gets at
+# most this many events of one kind a minute; the server log keeps the rest.
+PROBES_AUDITED_PER_MINUTE = 20
+
+
+def _within_rate(action: str, source: str) -> bool:
+    key = f"audit.rate:{action}:{source}"
+    cache.add(key, 0, timeout=60)
+    try:
+        return cache.incr(key) <= PROBES_AUDITED_PER_MINUTE
+    except ValueError:  # the key expired between add and incr
+        return True
+
+
+def record_probe(action: str, *, source: str, **kwargs) -> AuditEvent | None:
+    """``record()`` for events an outsider can trigger at will, at most
+    PROBES_AUDITED_PER_MINUTE a minute per ``source`` (an address); returns None when this
+    one was left out. A failure to record is logged, never raised: the refusal it records
+    must still reach the person refused."""
+    if not _within_rate(action, source):
+        return None
+    try:
+        return record(action, **kwargs)
+    except Exception:
+        mirror_logger.exception("%s could not be written to the audit log", action)
+        return None
+
+
+arecord_probe = sync_to_async(record_probe)
 
 
 def purge(before: datetime.datetime, *, actor=None) -> chain.PurgeResult:

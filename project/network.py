@@ -19,7 +19,6 @@ from collections.abc import Iterable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
-from django.core.cache import cache
 from django.shortcuts import render
 from django.utils.decorators import sync_and_async_middleware
 
@@ -87,39 +86,23 @@ class NetworkPolicy:
         return address is not None and self._within(address, self.internal_networks)
 
 
-# A scanner outside the allowed networks must not be able to fill the audit log: each
-# address gets at most this many refusal events a minute; the server log keeps the rest.
-REFUSALS_AUDITED_PER_MINUTE = 20
 PATH_LOGGED_MAX = 200
 
 
-def _first_refusals_this_minute(address: Address | None) -> bool:
-    key = f"network.refused:{address}"
-    cache.add(key, 0, timeout=60)
-    try:
-        return cache.incr(key) <= REFUSALS_AUDITED_PER_MINUTE
-    except ValueError:  # the key expired between add and incr
-        return True
-
-
 def _audit_refusal(channel: str, path: str, address, peer, *, request=None, scope=None):
-    """Record the refusal; a failure to record must not turn the refusal into a 500."""
-    from audit.log import record
+    """Record the refusal (rate-limited per address; never raises)."""
+    from audit.log import record_probe
 
-    if not _first_refusals_this_minute(address):
-        return
-    try:
-        record(
-            "network.refused",
-            outcome="denied",
-            request=request,
-            scope=scope,
-            channel=channel,
-            path=path[:PATH_LOGGED_MAX],
-            peer=peer or "",
-        )
-    except Exception:
-        logger.exception("network.refused could not be written to the audit log")
+    record_probe(
+        "network.refused",
+        source=str(address),
+        outcome="denied",
+        request=request,
+        scope=scope,
+        channel=channel,
+        path=path[:PATH_LOGGED_MAX],
+        peer=peer or "",
+    )
 
 
 def _refuse_http(request, address: Address | None):

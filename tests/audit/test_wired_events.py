@@ -184,12 +184,12 @@ def test_a_request_from_outside_the_networks_is_recorded_as_refused(client):
 
 
 def test_a_flood_of_refusals_from_one_address_is_capped(client):
-    from project.network import REFUSALS_AUDITED_PER_MINUTE
+    from audit.log import PROBES_AUDITED_PER_MINUTE
 
-    for _ in range(REFUSALS_AUDITED_PER_MINUTE + 15):
+    for _ in range(PROBES_AUDITED_PER_MINUTE + 15):
         client.get("/", REMOTE_ADDR="198.51.100.99", secure=True)
 
-    assert len(events("network.refused")) == REFUSALS_AUDITED_PER_MINUTE
+    assert len(events("network.refused")) == PROBES_AUDITED_PER_MINUTE
 
 
 def test_opening_an_admin_page_without_permission_is_recorded(
