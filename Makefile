@@ -49,7 +49,7 @@ install-dev: $(VENV)/.installed-dev
 
 # Creates missing key files under var/keys (mode 0600); never replaces existing ones.
 secrets: install
-	$(PY) -m project.keys
+	$(PY) -m core.keys
 
 # A local CA and server certificate, unless the operator configured TLS_CERT/TLS_KEY.
 cert: secrets
@@ -91,7 +91,7 @@ browser:
 # The whole suite: lint, unit tests, system tests (real processes) and browser tests,
 # then the database-facing unit tests once more on PostgreSQL.
 test: install-dev lint browser
-	$(PY) -m project.keys
+	$(PY) -m core.keys
 	$(PY) manage.py prepare_model
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(MAKE) test-postgres
@@ -110,7 +110,7 @@ test-postgres: install-dev
 
 # Everything but the slow system and browser tests, for quick iterations.
 test-fast: install-dev
-	$(PY) -m project.keys
+	$(PY) -m core.keys
 	$(PY) manage.py prepare_model
 	$(PY) -m pytest -m "not system and not e2e" $(PYTEST_ARGS)
 

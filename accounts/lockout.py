@@ -6,7 +6,7 @@ from django.utils import timezone
 
 
 def client_ip(request) -> str:
-    """The client address project.network decided on (behind a trusted proxy: the client's)."""
+    """The client address core.network decided on (behind a trusted proxy: the client's)."""
     return request.META.get("REMOTE_ADDR", "")
 
 

@@ -18,7 +18,7 @@ from django.utils import timezone
 from django_otp.models import Device, ThrottlingMixin, TimestampMixin
 from django_otp.oath import TOTP
 
-from project.crypto import EncryptedTextField
+from core.crypto import EncryptedTextField
 
 TOTP_KEY_BYTES = 20  # 160 bits, RFC 4226's recommended length
 BACKUP_CODE_COUNT = 10

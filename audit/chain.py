@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import connection, models, transaction
 
 from audit.models import AuditChainHead, AuditEvent
-from project import keys
+from core import keys
 
 GENESIS_HASH = "0" * 64
 HEAD_PK = 1

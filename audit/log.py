@@ -20,37 +20,16 @@ from django.db import models, transaction
 
 from audit import chain
 from audit.models import AuditEvent
-from project.network import scope_header
-from project.request_context import current_request, new_request_id
+from core.metrics import AUDIT_EVENTS
+from core.network import scope_header
+from core.redaction import could_carry_secret
+from core.request_context import current_request, new_request_id
 
 mirror_logger = logging.getLogger("audit.mirror")
 
 USER_AGENT_MAX = 256
 TARGET_MAX = 200
 _ACTION = re.compile(r"[a-z][a-z_]*(\.[a-z][a-z_]*)*")
-# A detail key made of any of these words could carry a secret or someone's words.
-FORBIDDEN_DETAIL_WORDS = frozenset(
-    {
-        "password",
-        "passwd",
-        "secret",
-        "token",
-        "code",
-        "codes",
-        "otp",
-        "key",
-        "keys",
-        "content",
-        "text",
-        "message",
-        "prompt",
-    }
-)
-# ...unless the key ends in one of these: then it describes such a thing, not its value
-# (content_length, backup_codes_left, key_id, prompt_tokens).
-METADATA_SUFFIXES = frozenset(
-    {"count", "left", "length", "id", "ids", "fingerprint", "sequence", "tokens", "ms"}
-)
 
 
 class AuditDetailError(ValueError):
@@ -62,8 +41,7 @@ def _check_details(value, path: str = "") -> None:
         for key, inner in value.items():
             if not isinstance(key, str):
                 raise AuditDetailError(f"Audit detail keys must be strings, not {key!r}.")
-            words = [word for word in re.split(r"[^a-z]+", key.lower()) if word]
-            if set(words) & FORBIDDEN_DETAIL_WORDS and words[-1] not in METADATA_SUFFIXES:
+            if could_carry_secret(key):
                 raise AuditDetailError(
                     f"Audit detail {path}{key!r} could carry a secret or content; "
                     "record a length, a count or an id instead."
@@ -147,7 +125,7 @@ def record(
 
     ``actor`` defaults to the signed-in user of ``request`` or ``scope``; ``request``
     defaults to the request being served. Details may not use keys that could carry a
-    secret or content (see FORBIDDEN_DETAIL_WORDS).
+    secret or content (``core.redaction``).
     """
     if not _ACTION.fullmatch(action):
         raise AuditDetailError(f"{action!r} is not an action name such as login.failure.")
@@ -179,8 +157,6 @@ def record(
 def _count(action: str, outcome: str) -> None:
     """One more committed event of this kind on /metrics (second factors refused, refusals,
     denied pages: what an operator alerts on)."""
-    from project.metrics import AUDIT_EVENTS
-
     AUDIT_EVENTS.labels(action=action, outcome=outcome).inc()
 
 

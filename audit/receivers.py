@@ -11,8 +11,9 @@ from django.contrib.auth.signals import user_logged_in, user_logged_out, user_lo
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from django.dispatch import receiver
 
-from audit.log import record
+from audit.log import record, record_probe
 from audit.models import AuditEvent
+from core.network import network_refused
 
 User = get_user_model()
 
@@ -166,3 +167,17 @@ def _group_permissions(sender, instance, action, reverse, model, pk_set, **kwarg
     if action in M2M_OPERATIONS:
         key = "groups" if reverse else "permissions"
         _m2m_event("permission.changed", instance, model, pk_set, M2M_OPERATIONS[action], key)
+
+
+@receiver(network_refused, dispatch_uid="audit_network_refused")
+def _network_refused(sender, channel, path, address, peer, request=None, scope=None, **kwargs):
+    record_probe(
+        "network.refused",
+        source=str(address),
+        outcome="denied",
+        request=request,
+        scope=scope,
+        channel=channel,
+        path=path,
+        peer=peer,
+    )

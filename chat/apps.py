@@ -5,3 +5,7 @@ class ChatConfig(AppConfig):
     """Conversations with the language model, and the inference worker."""
 
     name = "chat"
+
+    def ready(self):
+        # Registers the worker-count collector with the metrics every process serves.
+        from chat.inference import metrics  # noqa: F401

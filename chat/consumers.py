@@ -21,7 +21,7 @@ from accounts.websocket import REFUSAL_HOLDER, VerifiedSessionConsumer
 from chat import protocol, services
 from chat.inference import registry
 from chat.inference.worker import ensure_embedded_worker
-from project import metrics
+from core import metrics
 
 logger = logging.getLogger(__name__)
 

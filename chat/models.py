@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from project.crypto import EncryptedTextField
+from core.crypto import EncryptedTextField
 
 
 class Conversation(models.Model):

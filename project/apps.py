@@ -2,7 +2,8 @@ from django.apps import AppConfig
 
 
 class ProjectConfig(AppConfig):
-    """The project itself: settings, network policy, TLS serving and health."""
+    """The site itself: settings, URLs, the ASGI entry point, root views and the operator
+    commands (serve, gencert, backup, restore, key rotation)."""
 
     name = "project"
     verbose_name = "Server"
@@ -10,4 +11,4 @@ class ProjectConfig(AppConfig):
     def ready(self):
         # Connects the sign-in counters to their signals in every process, not only in
         # those whose middleware happens to import the metrics module.
-        from project import metrics  # noqa: F401
+        from core import metrics  # noqa: F401

@@ -18,7 +18,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from accounts.websocket import AuditWebsocketRefusals, RequireVerifiedSession  # noqa: E402
-from project.network import InternalNetworkASGIMiddleware  # noqa: E402
+from core.network import InternalNetworkASGIMiddleware  # noqa: E402
 from project.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(

@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from project.env import env_list
-from project.keys import (
+from core.env import env_list
+from core.keys import (
     AUDIT_HMAC_KEY_FILE,
     CHAT_KEYRING_FILE,
     ENVIRONMENT_VARIABLES,
@@ -791,7 +791,7 @@ def _use_restored_keys(var_dir: Path) -> None:
 def _check_restored_site(result: RestoreResult) -> None:
     from audit.chain import verify
     from chat.models import Message
-    from project import crypto
+    from core import crypto
 
     try:
         crypto.check_keyring_opens_stored_data()

@@ -13,8 +13,8 @@ import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from project.env import env_bool, env_int, env_list, env_networks, env_path, env_str
-from project.keys import (
+from core.env import env_bool, env_int, env_list, env_networks, env_path, env_str
+from core.keys import (
     AUDIT_HMAC_KEY_FILE,
     CHAT_KEYRING_FILE,
     SECRET_KEY_FILE,
@@ -110,17 +110,17 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     # Outermost, so that every response is counted for /metrics, refusals included.
-    "project.metrics.RequestMetricsMiddleware",
+    "core.metrics_endpoint.RequestMetricsMiddleware",
     # Response-header middleware sits outside the network check so refusals carry them too.
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Before the network check: it reads the TCP peer, and refusals get a request id too.
-    "project.request_context.RequestContextMiddleware",
-    "project.network.InternalNetworkMiddleware",
+    "core.request_context.RequestContextMiddleware",
+    "core.network.InternalNetworkMiddleware",
     # Prometheus' /metrics, for METRICS_NETWORKS only: after the network check, before
     # sessions and the second-factor check (Prometheus cannot sign in).
-    "project.metrics.MetricsEndpointMiddleware",
+    "core.metrics_endpoint.MetricsEndpointMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -196,7 +196,7 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             # channels_redis's layer, whose receive() waits out a Redis restart.
-            "BACKEND": "project.channel_layer.ResilientRedisChannelLayer",
+            "BACKEND": "core.channel_layer.ResilientRedisChannelLayer",
             "CONFIG": {
                 # The socket timeout must outlast channels_redis's 5-second blocking reads;
                 # redis-py 8 defaults it to 5 s, which turns idle receives into errors.
@@ -283,7 +283,7 @@ SESSION_RECHECK_SECONDS = 30
 # Everything is HTTPS; a request that somehow arrives as plain HTTP is redirected.
 SECURE_SSL_REDIRECT = True
 if TRUSTED_PROXIES:
-    # project.network drops X-Forwarded-Proto from any peer that is not a trusted proxy
+    # core.network drops X-Forwarded-Proto from any peer that is not a trusted proxy
     # before sessions, CSRF and views look at it.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # One year of HSTS. includeSubDomains can be turned off where other hosts of the intranet
@@ -398,7 +398,7 @@ USE_TZ = True
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     raise ImproperlyConfigured(f"LOG_LEVEL={LOG_LEVEL!r}: use DEBUG, INFO, WARNING or ERROR.")
-# One JSON object a line (project/logging.py) by default, in every process, so a log collector
+# One JSON object a line (core/logging.py) by default, in every process, so a log collector
 # reads web and workers alike; "plain" for reading in a terminal. On stderr: commands such as
 # audit_export write their data to stdout, which a log line would corrupt.
 LOG_FORMAT = env_str("LOG_FORMAT", "json").lower()
@@ -412,11 +412,11 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {
         # Extra fields named like a secret or content never reach a handler unredacted.
-        "redact_secrets": {"()": "project.logging.RedactSecretsFilter"},
+        "redact_secrets": {"()": "core.logging.RedactSecretsFilter"},
     },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-        "json": {"()": "project.logging.JsonFormatter"},
+        "json": {"()": "core.logging.JsonFormatter"},
     },
     "handlers": {
         "console": {

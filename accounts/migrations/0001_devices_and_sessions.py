@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import migrations, models
 
 import accounts.models
-import project.crypto
+import core.crypto
 
 
 class Migration(migrations.Migration):
@@ -159,7 +159,7 @@ class Migration(migrations.Migration):
                 ),
                 (
                     "key",
-                    project.crypto.EncryptedTextField(
+                    core.crypto.EncryptedTextField(
                         default=accounts.models.new_totp_key,
                         help_text="The shared secret, encrypted with the project keyring; never shown.",
                     ),

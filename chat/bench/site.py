@@ -154,7 +154,7 @@ class Site:
 
     def prepare(self, users: list[str]) -> None:
         self.var_dir.mkdir(parents=True, exist_ok=True)
-        _run(["-m", "project.keys", "--var-dir", str(self.var_dir)], self.env)
+        _run(["-m", "core.keys", "--var-dir", str(self.var_dir)], self.env)
         _run(["manage.py", "gencert", "--if-missing"], self.env)
         _run(["manage.py", "migrate", "--noinput"], self.env)
         _run(["manage.py", "collectstatic", "--noinput", "--verbosity", "0"], self.env)

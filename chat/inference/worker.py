@@ -37,7 +37,7 @@ from redis.exceptions import RedisError
 from audit.log import record
 from chat import services
 from chat.inference import registry
-from project import metrics
+from chat.inference import metrics
 
 logger = logging.getLogger(__name__)
 

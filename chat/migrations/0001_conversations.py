@@ -7,7 +7,7 @@ import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
 
-import project.crypto
+import core.crypto
 
 
 class Migration(migrations.Migration):
@@ -29,7 +29,7 @@ class Migration(migrations.Migration):
                 ),
                 (
                     "title",
-                    project.crypto.EncryptedTextField(help_text="Encrypted with the chat keyring."),
+                    core.crypto.EncryptedTextField(help_text="Encrypted with the chat keyring."),
                 ),
                 (
                     "created_at",
@@ -69,7 +69,7 @@ class Migration(migrations.Migration):
                 ),
                 (
                     "content",
-                    project.crypto.EncryptedTextField(
+                    core.crypto.EncryptedTextField(
                         blank=True, help_text="Encrypted with the chat keyring."
                     ),
                 ),

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from accounts.models import BackupCode, TOTPDevice
 from audit.models import AuditEvent
-from project import crypto
+from core import crypto
 from tests.support.personas import PASSWORD, enrol_totp, totp_code
 
 pytestmark = pytest.mark.django_db

@@ -27,7 +27,7 @@ for index in range(int(sys.argv[2])):
 
 
 def _prepared(env):
-    subprocess.run([sys.executable, "-m", "project.keys"], cwd=REPO, env=env, check=True)
+    subprocess.run([sys.executable, "-m", "core.keys"], cwd=REPO, env=env, check=True)
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput"],
         cwd=REPO,

@@ -11,7 +11,7 @@ from django.db import DatabaseError
 from audit import chain
 from audit.log import record
 from audit.models import AuditEvent
-from project import keys
+from core import keys
 from tests.audit.test_chain_integrity import raw_sql
 
 pytestmark = pytest.mark.django_db

@@ -11,7 +11,7 @@ from accounts.models import TOTPDevice
 from audit.models import AuditEvent
 from chat import services
 from chat.models import Conversation, Message
-from project import crypto
+from core import crypto
 
 pytestmark = pytest.mark.django_db
 

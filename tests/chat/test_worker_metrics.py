@@ -19,7 +19,8 @@ from prometheus_client import REGISTRY
 
 from chat.inference.worker import InferenceWorker
 from chat.management.commands import inference_worker
-from project import metrics
+from chat.inference import metrics
+from core import metrics_endpoint
 from tests.support.inference import ScriptedEngine, ScriptedScheduler
 from tests.support.personas import login_2fa
 
@@ -168,7 +169,7 @@ def fetch(port: int, *, context: ssl.SSLContext | None = None) -> tuple[int, str
 
 @contextlib.contextmanager
 def metrics_server(port, addr="127.0.0.1", **tls):
-    server = metrics.start_worker_metrics_server(port, addr, **tls)
+    server = metrics_endpoint.start_metrics_server(port, addr, **tls)
     try:
         yield server
     finally:
@@ -187,15 +188,15 @@ def test_the_worker_serves_its_metrics_over_http_on_its_port(free_port):
 
 
 def test_port_zero_serves_nothing():
-    assert metrics.start_worker_metrics_server(0, "127.0.0.1") is None
+    assert metrics_endpoint.start_metrics_server(0, "127.0.0.1") is None
 
 
 def test_a_port_in_use_stops_the_worker_with_a_sentence(free_port):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", free_port))
         taken.listen()
-        with pytest.raises(metrics.MetricsServerError, match="WORKER_METRICS_PORT"):
-            metrics.start_worker_metrics_server(free_port, "127.0.0.1")
+        with pytest.raises(metrics_endpoint.MetricsServerError, match="WORKER_METRICS_PORT"):
+            metrics_endpoint.start_metrics_server(free_port, "127.0.0.1")
 
 
 def test_with_a_certificate_the_worker_serves_https_only(settings, tmp_path, free_port):
@@ -218,7 +219,7 @@ def test_with_a_certificate_the_worker_serves_https_only(settings, tmp_path, fre
 def test_the_inference_worker_command_opens_the_port_it_is_given(settings, monkeypatch, free_port):
     settings.REDIS_URL = "redis://127.0.0.1:6379/0"
     started = []
-    start = metrics.start_worker_metrics_server
+    start = metrics_endpoint.start_metrics_server
 
     def start_and_remember(*args, **kwargs):
         started.append(start(*args, **kwargs))
@@ -227,7 +228,7 @@ def test_the_inference_worker_command_opens_the_port_it_is_given(settings, monke
     async def serve_one_scrape(self, worker):
         self.scraped = await asyncio.to_thread(fetch, free_port)
 
-    monkeypatch.setattr(metrics, "start_worker_metrics_server", start_and_remember)
+    monkeypatch.setattr(metrics_endpoint, "start_metrics_server", start_and_remember)
     monkeypatch.setattr(inference_worker.Command, "_serve", serve_one_scrape)
     command = inference_worker.Command()
     try:

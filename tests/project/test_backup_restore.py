@@ -16,7 +16,7 @@ from audit.models import AuditEvent
 from chat import services
 from chat.models import Conversation, Message
 from project import backup
-from project.keys import (
+from core.keys import (
     AUDIT_HMAC_KEY_FILE,
     CHAT_KEYRING_FILE,
     ENVIRONMENT_VARIABLES,

@@ -4,8 +4,8 @@ import pytest
 from channels_redis.core import RedisChannelLayer
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from project import channel_layer
-from project.channel_layer import ResilientRedisChannelLayer
+from core import channel_layer
+from core.channel_layer import ResilientRedisChannelLayer
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 import subprocess
 import sys
 
-from project.keys import ensure_keys
+from core.keys import ensure_keys
 from tests.support.server import REPO
 from tests.support.services import environ_without_profile
 

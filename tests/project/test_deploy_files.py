@@ -373,8 +373,8 @@ def write_settings(tmp_path, body: str) -> Path:
     settings_file = tmp_path / "settings.py"
     settings_file.write_text(
         "from pathlib import Path\n"
-        "from project.env import env_bool, env_int, env_list, env_path, env_str\n"
-        "from project.keys import SECRET_KEY_FILE\n"
+        "from core.env import env_bool, env_int, env_list, env_path, env_str\n"
+        "from core.keys import SECRET_KEY_FILE\n"
         "BASE_DIR = Path(__file__).resolve().parent\n" + body,
         encoding="utf-8",
     )

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from project.env import env_bool, env_int, env_list, env_networks, env_path, env_str
+from core.env import env_bool, env_int, env_list, env_networks, env_path, env_str
 
 
 def test_unset_and_blank_values_fall_back_to_the_default():

@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from django.db import DatabaseError
 
 from audit.models import AuditEvent
-from project import tls
+from core import tls
 
 UTC = datetime.UTC
 

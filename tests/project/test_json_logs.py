@@ -10,7 +10,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 
-from project.logging import REDACTED, JsonFormatter, RedactSecretsFilter
+from core.logging import REDACTED, JsonFormatter, RedactSecretsFilter
 from tests.chat.test_worker_metrics import chat_round_trip
 from tests.project.test_metrics import settings_module
 
@@ -49,7 +49,7 @@ def test_the_console_writes_json_with_redaction_unless_told_otherwise(settings):
 
     assert settings.LOG_FORMAT == "json"
     assert console["formatter"] == "json"
-    assert settings.LOGGING["formatters"]["json"]["()"] == "project.logging.JsonFormatter"
+    assert settings.LOGGING["formatters"]["json"]["()"] == "core.logging.JsonFormatter"
     assert "redact_secrets" in console["filters"]
 
 
@@ -70,7 +70,7 @@ def test_a_record_logged_during_a_request_is_one_json_line_with_its_request_id()
     with captured_logs(logging.WARNING) as stream:
         response = Client().get("/", REMOTE_ADDR="203.0.113.5", secure=True)
 
-    (line,) = [entry for entry in lines(stream) if entry["logger"] == "project.network"]
+    (line,) = [entry for entry in lines(stream) if entry["logger"] == "core.network"]
     assert len(stream.getvalue().splitlines()) == len(lines(stream))
     assert line["level"] == "WARNING"
     assert line["message"].startswith("network.refused: HTTP GET / from 203.0.113.5")

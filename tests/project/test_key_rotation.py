@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 from audit.models import AuditEvent
 from chat import services
 from chat.models import Conversation, Message
-from project import keys
+from core import keys
 from tests.support import personas
 
 pytestmark = pytest.mark.django_db

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from project.keys import (
+from core.keys import (
     AUDIT_HMAC_KEY_FILE,
     CHAT_KEYRING_FILE,
     SECRET_KEY_FILE,

@@ -16,8 +16,8 @@ from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from chat.inference import registry
-from project.keys import ensure_keys
-from project.metrics import MetricsEndpointMiddleware
+from core.keys import ensure_keys
+from core.metrics_endpoint import MetricsEndpointMiddleware
 from tests.support.personas import PASSWORD, login_2fa
 from tests.support.server import REPO
 from tests.support.services import environ_without_profile
@@ -126,7 +126,7 @@ def test_outside_metrics_networks_it_answers_like_a_page_that_does_not_exist(emp
 
 
 def test_the_server_log_says_why_it_was_refused(caplog):
-    with caplog.at_level("WARNING", logger="project.metrics"):
+    with caplog.at_level("WARNING", logger="core.metrics_endpoint"):
         scrape("10.0.0.7")
 
     assert "metrics.refused: 10.0.0.7 is not in METRICS_NETWORKS" in caplog.text

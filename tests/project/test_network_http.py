@@ -59,7 +59,7 @@ def test_behind_a_trusted_proxy_the_forwarded_client_is_judged(client, settings)
 
 
 def test_the_refusal_is_logged_with_the_address(client, caplog):
-    with caplog.at_level("WARNING", logger="project.network"):
+    with caplog.at_level("WARNING", logger="core.network"):
         client.get("/", REMOTE_ADDR="203.0.113.5", secure=True)
 
     assert "network.refused: HTTP GET / from 203.0.113.5" in caplog.text
@@ -68,7 +68,7 @@ def test_the_refusal_is_logged_with_the_address(client, caplog):
 def test_downstream_code_sees_the_client_address_not_the_proxy(rf, settings):
     import ipaddress
 
-    from project.network import InternalNetworkMiddleware
+    from core.network import InternalNetworkMiddleware
 
     settings.TRUSTED_PROXIES = [ipaddress.ip_network("10.0.0.2/32")]
     seen = {}
@@ -89,7 +89,7 @@ def test_downstream_code_sees_the_client_address_not_the_proxy(rf, settings):
 def test_only_a_trusted_proxy_may_claim_the_request_was_https(rf, settings):
     from django.http import HttpResponse
 
-    from project.network import InternalNetworkMiddleware
+    from core.network import InternalNetworkMiddleware
 
     seen = {}
 

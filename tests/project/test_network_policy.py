@@ -2,7 +2,7 @@ import ipaddress
 
 import pytest
 
-from project.network import NetworkPolicy, parse_address
+from core.network import NetworkPolicy, parse_address
 
 DEFAULT_NETWORKS = [
     ipaddress.ip_network(n)

@@ -4,7 +4,7 @@ import pytest
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.testing import WebsocketCommunicator
 
-from project.network import InternalNetworkASGIMiddleware, NetworkPolicy
+from core.network import InternalNetworkASGIMiddleware, NetworkPolicy
 
 # Consumers close stale database connections, and refusals are written to the audit log.
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from project.keys import ensure_keys
+from core.keys import ensure_keys
 from tests.support.server import REPO
 from tests.support.services import environ_without_profile
 
@@ -80,7 +80,7 @@ def test_redis_url_selects_an_encrypted_redis_channel_layer_and_accepts_tls(var_
     loaded = _loaded(var_dir, REDIS_URL="rediss://redis.corp.example:6380/2")
 
     layer = loaded["CHANNEL_LAYERS"]["default"]
-    assert layer["BACKEND"] == "project.channel_layer.ResilientRedisChannelLayer"
+    assert layer["BACKEND"] == "core.channel_layer.ResilientRedisChannelLayer"
     (host,) = layer["CONFIG"]["hosts"]
     assert host["address"] == "rediss://redis.corp.example:6380/2"
     assert host["socket_timeout"] == 30
@@ -122,7 +122,7 @@ def test_a_missing_secret_stops_start_up_and_says_how_to_make_one(tmp_path):
 
     assert result.returncode != 0
     assert "SECRET_KEY is not set and" in result.stderr
-    assert "python -m project.keys" in result.stderr
+    assert "python -m core.keys" in result.stderr
 
 
 def test_secrets_from_the_environment_need_no_key_files(tmp_path):

@@ -53,7 +53,7 @@ def site_environment(var_dir: Path, **overrides: str) -> dict[str, str]:
 def prepare_state(env: dict[str, str]) -> None:
     """What `make run` does before serving: keys, certificate, database, static files."""
     subprocess.run(
-        [sys.executable, "-m", "project.keys"], cwd=REPO, env=env, check=True, capture_output=True
+        [sys.executable, "-m", "core.keys"], cwd=REPO, env=env, check=True, capture_output=True
     )
     manage("gencert", "--if-missing", env=env)
     manage("migrate", "--noinput", env=env)

@@ -6,7 +6,7 @@ import psycopg
 import pytest
 import redis
 
-from project.env import env_bool
+from core.env import env_bool
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -18,7 +18,7 @@ from accounts.websocket import (
     RequireVerifiedSession,
     VerifiedSessionConsumer,
 )
-from project.network import InternalNetworkASGIMiddleware
+from core.network import InternalNetworkASGIMiddleware
 
 ORIGIN = b"https://localhost:8443"
 

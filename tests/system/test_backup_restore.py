@@ -59,7 +59,7 @@ def stored_conversations(env) -> dict:
 
 def prepare(env) -> None:
     subprocess.run(
-        [sys.executable, "-m", "project.keys"], cwd=REPO, env=env, check=True, capture_output=True
+        [sys.executable, "-m", "core.keys"], cwd=REPO, env=env, check=True, capture_output=True
     )
     manage("migrate", "--noinput", env=env)
     manage("shell", "--no-imports", "-c", CREATE, env=env, stdin=json.dumps(CONVERSATIONS))
@@ -163,7 +163,7 @@ def test_an_embedded_site_comes_back_onto_a_fresh_installation_with_other_keys(t
     shutil.rmtree(var_dir / "keys")
     # As `make run` on a new machine would: new keys, which cannot read the old data.
     prepare_keys = subprocess.run(
-        [sys.executable, "-m", "project.keys"], cwd=REPO, env=env, check=True, capture_output=True
+        [sys.executable, "-m", "core.keys"], cwd=REPO, env=env, check=True, capture_output=True
     )
     assert b"created" in prepare_keys.stdout
 

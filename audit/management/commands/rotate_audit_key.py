@@ -4,7 +4,7 @@ from django.db import DatabaseError
 
 from audit import chain
 from audit.log import record
-from project.keys import (
+from core.keys import (
     AUDIT_HMAC_KEY_FILE,
     KeyFileError,
     key_file_lock,

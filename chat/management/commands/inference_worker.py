@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from chat.inference.worker import InferenceWorker
-from project import crypto, metrics
+from core import crypto, metrics_endpoint
 
 
 class Command(BaseCommand):
@@ -37,13 +37,13 @@ class Command(BaseCommand):
         except crypto.DecryptionError as exc:
             raise CommandError(str(exc)) from None
         try:
-            metrics.start_worker_metrics_server(
+            metrics_endpoint.start_metrics_server(
                 settings.WORKER_METRICS_PORT if metrics_port is None else metrics_port,
                 settings.WORKER_METRICS_ADDR,
                 certfile=settings.WORKER_METRICS_CERT,
                 keyfile=settings.WORKER_METRICS_KEY,
             )
-        except metrics.MetricsServerError as exc:
+        except metrics_endpoint.MetricsServerError as exc:
             raise CommandError(str(exc)) from None
         asyncio.run(self._serve(InferenceWorker(name=name)))
 

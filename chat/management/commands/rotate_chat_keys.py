@@ -4,14 +4,12 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, models, transaction
 from django.db.models.functions import Cast
 
-from accounts.models import TOTPDevice
+from audit.key_rotation import keep_only_newest
 from audit.log import record
-from chat.models import Conversation, Message
-from project import crypto
-from project.keys import (
+from core import crypto
+from core.keys import (
     CHAT_KEYRING_FILE,
     KeyFileError,
-    keep_only_newest,
     key_file_lock,
     key_id,
     new_key,
@@ -22,12 +20,6 @@ from project.keys import (
 
 BATCH = 500
 KIND = "chat"
-# Every encrypted column: (model, field, what the operator reads in the output).
-ENCRYPTED_FIELDS = (
-    (Conversation, "title", "conversations"),
-    (Message, "content", "messages"),
-    (TOTPDevice, "key", "totp_devices"),
-)
 
 
 def _id(key: str) -> str:
@@ -38,8 +30,8 @@ class Command(BaseCommand):
     help = (
         "Rotate the chat keyring (var/keys/chat_keyring or CHAT_ENCRYPTION_KEYS), in three "
         "runs with restarts between them: --add-key puts a new key first; then, once every "
-        "process has restarted, a run without options re-encrypts every conversation title, "
-        "message and TOTP key under the first key, in batches of 500 rows (safe to interrupt "
+        "process has restarted, a run without options re-encrypts every encrypted column (conversation "
+        "titles, messages, authenticator keys, ...) under the first key, in batches of 500 rows (safe to interrupt "
         "and run again); --drop-old then removes the older keys, after checking that no row "
         "still needs them."
     )
@@ -104,7 +96,9 @@ class Command(BaseCommand):
         )
 
     def _re_encrypt(self) -> None:
-        totals = {label: self._rotate(model, field) for model, field, label in ENCRYPTED_FIELDS}
+        totals = {
+            label: self._rotate(model, field) for model, field, label in crypto.encrypted_columns()
+        }
         record(
             "keys.rotated",
             kind=KIND,
@@ -130,7 +124,7 @@ class Command(BaseCommand):
         newest = Fernet(current[0])
         pending = {
             label: count
-            for model, field, label in ENCRYPTED_FIELDS
+            for model, field, label in crypto.encrypted_columns()
             if (count := self._rows_not_under(newest, model, field))
         }
         if pending:

@@ -1,7 +1,7 @@
 """The reference table of every environment variable that project/settings.py reads.
 
 The list comes from the code itself: ``project/settings.py`` is parsed (never executed) and
-every call to a reader from ``project.env`` (``env_str``, ``env_int``, ...), to ``_secret``
+every call to a reader from ``core.env`` (``env_str``, ``env_int``, ...), to ``_secret``
 or to ``os.environ``/``os.getenv`` with a literal name is one variable. Its default is
 rendered from the call's default argument.
 
@@ -30,7 +30,7 @@ END_MARKER = "<!-- env-reference:end -->"
 HEADER = "| variable | default | meaning |\n|---|---|---|"
 
 # Readers whose first argument is the variable's name and whose second is its default; the
-# names imported from project.env are added when the settings file is read.
+# names imported from core.env are added when the settings file is read.
 KEY_FILE_READER = "_secret"
 ENVIRON_GETTERS = {"os.environ.get", "os.getenv", "environ.get", "getenv"}
 
@@ -82,7 +82,7 @@ class _SettingsReader:
                 for alias in node.names:
                     local = alias.asname or alias.name
                     self.imported[local] = node.module
-                    if node.module == "project.env" and alias.name.startswith("env_"):
+                    if node.module == "core.env" and alias.name.startswith("env_"):
                         self.readers.add(local)
             elif isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]

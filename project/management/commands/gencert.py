@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, transaction
 
 from audit.log import record
-from project.tls import (
+from core.tls import (
     ALWAYS_INCLUDED_HOSTS,
     TLSCheckError,
     TLSFiles,

@@ -2,11 +2,11 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
+from audit.key_rotation import keep_only_newest
 from audit.log import record
-from project.keys import (
+from core.keys import (
     SECRET_KEY_FILE,
     KeyFileError,
-    keep_only_newest,
     key_file_lock,
     key_id,
     new_key,

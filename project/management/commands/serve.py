@@ -8,7 +8,7 @@ from daphne.server import Server
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from project import crypto
+from core import crypto
 
 
 def escape_endpoint_value(value: str) -> str:

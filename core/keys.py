@@ -1,6 +1,6 @@
 """Secrets the server needs, kept in files outside the database.
 
-``python -m project.keys`` creates whatever is missing under ``VAR_DIR/keys`` (``make run``
+``python -m core.keys`` creates whatever is missing under ``VAR_DIR/keys`` (``make run``
 and ``make test`` call it). A file that exists is never rewritten: regenerating the chat
 keyring would make every stored conversation unreadable, and regenerating the audit key
 would break the verification of the audit chain. Rotation is a separate, deliberate step
@@ -25,6 +25,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from django.db import transaction
+
 SECRET_KEY_FILE = "django_secret_key"  # noqa: S105 (a file name, not a secret)
 CHAT_KEYRING_FILE = "chat_keyring"
 AUDIT_HMAC_KEY_FILE = "audit_hmac_key"
@@ -36,7 +38,7 @@ ENVIRONMENT_VARIABLES = {
     AUDIT_HMAC_KEY_FILE: "AUDIT_HMAC_KEY",
 }
 
-HOW_TO_CREATE = "run `make run`, or `python -m project.keys` to create only the key files"
+HOW_TO_CREATE = "run `make run`, or `python -m core.keys` to create only the key files"
 
 
 class KeyFileError(Exception):
@@ -214,8 +216,6 @@ def replace_keys_and_record(path: Path, keys: list[str], previous: list[str], re
     ``record`` runs first, inside a database transaction; the file is replaced before the
     commit, and put back as ``previous`` if the commit fails. Returns what ``record`` returns.
     """
-    from django.db import transaction
-
     written = False
     try:
         with transaction.atomic():
@@ -227,27 +227,6 @@ def replace_keys_and_record(path: Path, keys: list[str], previous: list[str], re
             write_key_file(path, previous)
         raise
     return result
-
-
-def keep_only_newest(path: Path, current: list[str], kind: str) -> list[str]:
-    """Rewrite ``path`` with its first key only and record ``keys.rotated`` (step
-    ``drop_old``, key ids only), both or neither; returns the keys dropped."""
-    from audit.log import record
-
-    dropped = current[1:]
-    replace_keys_and_record(
-        path,
-        current[:1],
-        current,
-        lambda: record(
-            "keys.rotated",
-            kind=kind,
-            step="drop_old",
-            kept_key_id=key_id(kind, current[0]),
-            dropped_key_ids=[key_id(kind, key) for key in dropped],
-        ),
-    )
-    return dropped
 
 
 def main(argv: list[str] | None = None) -> int:

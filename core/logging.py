@@ -4,7 +4,7 @@
 ``request_id`` of the request being served (when there is one), ``exception`` for a
 traceback, and every extra field the caller passed (``logger.info(..., extra={...})``).
 ``RedactSecretsFilter`` replaces the value of any extra field whose name could carry a
-secret or someone's words, by the audit log's own rule (audit.log.FORBIDDEN_DETAIL_WORDS),
+secret or someone's words, by the audit log's own rule (``core.redaction``),
 before any handler sees it. LOG_FORMAT in settings chooses between this and plain lines.
 
 Neither can vet the message text itself: callers log ids, counts and lengths, never chat
@@ -16,11 +16,11 @@ import decimal
 import ipaddress
 import json
 import logging
-import re
 import uuid
 from pathlib import PurePath
 
-from project.request_context import current_request
+from core.redaction import could_carry_secret
+from core.request_context import current_request
 
 REDACTED = "[redacted]"
 
@@ -54,41 +54,23 @@ def extra_fields(record: logging.LogRecord) -> dict:
     }
 
 
-def _forbidden_words():
-    """The audit log's word lists; None while Django's apps are still loading."""
-    from django.apps import apps
-
-    if not apps.ready:
-        return None
-    from audit.log import FORBIDDEN_DETAIL_WORDS, METADATA_SUFFIXES
-
-    return FORBIDDEN_DETAIL_WORDS, METADATA_SUFFIXES
-
-
-# Fields that match the words above but are known to hold no secret: Django's request
-# logger puts the HTTP status in ``status_code``.
+# Fields that match the rule but are known to hold no secret: Django's request logger puts
+# the HTTP status in ``status_code``.
 SAFE_FIELDS = frozenset({"status_code"})
 
 
-def looks_secret(key: str, words_lists) -> bool:
-    if key in SAFE_FIELDS:
-        return False
-    if words_lists is None:
-        # Start-up, before the word lists can be imported: keep no extra value at all.
-        return True
-    forbidden, metadata_suffixes = words_lists
-    words = [word for word in re.split(r"[^a-z]+", key.lower()) if word]
-    return bool(set(words) & forbidden) and words[-1] not in metadata_suffixes
+def looks_secret(key: str) -> bool:
+    return key not in SAFE_FIELDS and could_carry_secret(key)
 
 
-def _redacted(value, words_lists):
+def _redacted(value):
     if isinstance(value, dict):
         return {
-            key: REDACTED if looks_secret(str(key), words_lists) else _redacted(inner, words_lists)
+            key: REDACTED if looks_secret(str(key)) else _redacted(inner)
             for key, inner in value.items()
         }
     if isinstance(value, list | tuple):
-        return [_redacted(inner, words_lists) for inner in value]
+        return [_redacted(inner) for inner in value]
     return value
 
 
@@ -98,12 +80,11 @@ class RedactSecretsFilter(logging.Filter):
     ``content_length`` describe such a thing and are kept. Never drops a record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        words_lists = _forbidden_words()
         for key, value in extra_fields(record).items():
-            if looks_secret(key, words_lists):
+            if looks_secret(key):
                 setattr(record, key, REDACTED)
             else:
-                setattr(record, key, _redacted(value, words_lists))
+                setattr(record, key, _redacted(value))
         return True
 
 

@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.utils.decorators import sync_and_async_middleware
 
-from project.network import NetworkPolicy
+from core.network import NetworkPolicy
 
 _current_request: ContextVar = ContextVar("current_request", default=None)
 

@@ -10,7 +10,7 @@ One ``NetworkPolicy`` decides two things for every connection:
 ``InternalNetworkMiddleware`` applies it to Django requests (403 page) and
 ``InternalNetworkASGIMiddleware`` to websockets (closed before accept). Both replace the
 peer address with the client address so everything downstream (sessions, lockout, audit)
-sees the real client.
+sees the real client, and send ``network_refused`` for each refusal (the audit app records it).
 """
 
 import ipaddress
@@ -19,6 +19,7 @@ from collections.abc import Iterable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
+from django.dispatch import Signal
 from django.shortcuts import render
 from django.utils.decorators import sync_and_async_middleware
 
@@ -88,21 +89,25 @@ class NetworkPolicy:
 
 PATH_LOGGED_MAX = 200
 
+# Sent for every refused connection, with ``channel`` ("http" or "websocket"), ``path``,
+# ``address`` (the client address, or None), ``peer`` (the TCP peer) and ``request`` or
+# ``scope``. The audit app records it; the policy itself only decides.
+network_refused = Signal()
 
-def _audit_refusal(channel: str, path: str, address, peer, *, request=None, scope=None):
-    """Record the refusal (rate-limited per address; never raises)."""
-    from audit.log import record_probe
 
-    record_probe(
-        "network.refused",
-        source=str(address),
-        outcome="denied",
-        request=request,
-        scope=scope,
+def _announce_refusal(channel: str, path: str, address, peer, *, request=None, scope=None):
+    """Tell the receivers; a receiver failing must not turn the refusal into a 500."""
+    for _receiver, result in network_refused.send_robust(
+        sender=NetworkPolicy,
         channel=channel,
         path=path[:PATH_LOGGED_MAX],
+        address=address,
         peer=peer or "",
-    )
+        request=request,
+        scope=scope,
+    ):
+        if isinstance(result, Exception):
+            logger.error("A receiver of network_refused failed: %r", result, exc_info=result)
 
 
 def _refuse_http(request, address: Address | None):
@@ -115,7 +120,7 @@ def _refuse_http(request, address: Address | None):
         peer,
     )
     request.META["REMOTE_ADDR"] = str(address) if address else ""
-    _audit_refusal("http", request.path, address, peer, request=request)
+    _announce_refusal("http", request.path, address, peer, request=request)
     return render(request, "network_refused.html", status=403)
 
 
@@ -187,7 +192,7 @@ class InternalNetworkASGIMiddleware:
                 address or "an unknown address",
                 peer,
             )
-            await sync_to_async(_audit_refusal)(
+            await sync_to_async(_announce_refusal)(
                 "websocket",
                 scope.get("path", ""),
                 address,

@@ -9,6 +9,7 @@ Fernet token (AES-128-CBC with HMAC-SHA256, timestamped) and decrypts it when lo
 from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
@@ -60,13 +61,25 @@ class EncryptedTextField(models.TextField):
         return None if value is None else encrypt(value)
 
 
+def encrypted_columns() -> list[tuple[type[models.Model], str, str]]:
+    """Every ``EncryptedTextField`` of every installed model, found through the app registry
+    (never listed by hand, so a new encrypted column is covered by start-up checks and key
+    rotation): ``(model, field name, label)``, the label being the model's plural name (with
+    the field's name where a model has several)."""
+    columns = []
+    for model in apps.get_models():
+        fields = [f.name for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField)]
+        plural = str(model._meta.verbose_name_plural)
+        for name in fields:
+            columns.append((model, name, plural if len(fields) == 1 else f"{plural} ({name})"))
+    return columns
+
+
 def check_keyring_opens_stored_data() -> None:
     """Raise DecryptionError at start-up, not at a user's first click, when the keyring
-    cannot read what is stored (a key left out of CHAT_ENCRYPTION_KEYS, the wrong key file restored).
-    Reads the oldest and the newest encrypted row of each kind."""
-    from accounts.models import TOTPDevice
-    from chat.models import Message
-
-    for model, order in ((Message, "created_at"), (TOTPDevice, "created_at")):
-        model.objects.order_by(order).first()
-        model.objects.order_by(f"-{order}").first()
+    cannot read what is stored (a key left out of CHAT_ENCRYPTION_KEYS, the wrong key file
+    restored). Reads the oldest and the newest row of every encrypted column."""
+    for model, field, _label in encrypted_columns():
+        rows = model.objects.exclude(**{f"{field}__isnull": True}).only("pk", field)
+        rows.order_by("pk").first()
+        rows.order_by("-pk").first()
