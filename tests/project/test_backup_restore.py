@@ -15,7 +15,6 @@ from audit.chain import verify
 from audit.models import AuditEvent
 from chat import services
 from chat.models import Conversation, Message
-from project import backup
 from core.keys import (
     AUDIT_HMAC_KEY_FILE,
     CHAT_KEYRING_FILE,
@@ -24,6 +23,10 @@ from core.keys import (
     key_id,
     keys_dir,
 )
+from project.backup.archive import FORMAT_VERSION, app_version
+from project.backup.database import postgres_tool
+from project.backup.errors import BackupError
+from project.backup.restore_keys import main as restore_keys_main
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -116,9 +119,9 @@ def test_the_database_archive_says_what_it_holds_with_a_checksum_of_each_member(
     manifest = json.loads(contents["manifest.json"])
     assert set(contents) == {"manifest.json", "database.sqlite3"}
     assert manifest["kind"] == "database"
-    assert manifest["format_version"] == backup.FORMAT_VERSION
+    assert manifest["format_version"] == FORMAT_VERSION
     assert manifest["database"]["vendor"] == "sqlite"
-    assert manifest["app_version"] == backup.app_version() != "unknown"
+    assert manifest["app_version"] == app_version() != "unknown"
     assert manifest["created_at"].endswith("+00:00")
     assert "0001_conversations" in manifest["migrations"]["chat"]
     assert manifest["members"]["database.sqlite3"] == {
@@ -356,14 +359,14 @@ def test_key_files_come_back_without_django_on_a_machine_that_has_none(
     _, _, key_archive = make_backup(tmp_path)
     fresh = tmp_path / "fresh-var"
 
-    assert backup.main(["restore-keys", str(key_archive), "--var-dir", str(fresh)]) == 0
+    assert restore_keys_main(["restore-keys", str(key_archive), "--var-dir", str(fresh)]) == 0
 
     for name in (SECRET_KEY_FILE, CHAT_KEYRING_FILE, AUDIT_HMAC_KEY_FILE):
         assert (keys_dir(fresh) / name).read_bytes() == (keys_dir(var_dir) / name).read_bytes()
         assert mode(keys_dir(fresh) / name) == 0o600
     assert mode(keys_dir(fresh)) == 0o700
     (keys_dir(fresh) / CHAT_KEYRING_FILE).write_text(Fernet.generate_key().decode() + "\n")
-    assert backup.main(["restore-keys", str(key_archive), "--var-dir", str(fresh)]) == 1
+    assert restore_keys_main(["restore-keys", str(key_archive), "--var-dir", str(fresh)]) == 1
     assert "chat_keyring already holds other keys" in capsys.readouterr().err
 
 
@@ -383,9 +386,9 @@ def test_the_tool_of_the_servers_own_version_comes_before_the_one_on_path(tmp_pa
     fake_tool(tmp_path / "path", "pg_dump", 17)
     monkeypatch.setenv("PATH", str(tmp_path / "path"))
 
-    assert backup.postgres_tool("pg_dump", 15, lib_root=tmp_path / "lib") == (own, 15)
+    assert postgres_tool("pg_dump", 15, lib_root=tmp_path / "lib") == (own, 15)
     # A server the side-by-side tools do not cover: PATH's newer one will do.
-    assert backup.postgres_tool("pg_dump", 16, lib_root=tmp_path / "lib")[1] == 17
+    assert postgres_tool("pg_dump", 16, lib_root=tmp_path / "lib")[1] == 17
 
 
 def test_a_tool_older_than_the_server_or_none_at_all_is_refused_with_what_to_install(
@@ -394,12 +397,10 @@ def test_a_tool_older_than_the_server_or_none_at_all_is_refused_with_what_to_ins
     fake_tool(tmp_path / "path", "pg_restore", 13)
     monkeypatch.setenv("PATH", str(tmp_path / "path"))
 
-    with pytest.raises(backup.BackupError, match=r"is version 13.*postgresql-client-15"):
-        backup.postgres_tool("pg_restore", 15, lib_root=tmp_path / "lib")
-    with pytest.raises(backup.BackupError, match="version 16 or later"):
-        backup.postgres_tool("pg_restore", 13, at_least=16, lib_root=tmp_path / "lib")
+    with pytest.raises(BackupError, match=r"is version 13.*postgresql-client-15"):
+        postgres_tool("pg_restore", 15, lib_root=tmp_path / "lib")
+    with pytest.raises(BackupError, match="version 16 or later"):
+        postgres_tool("pg_restore", 13, at_least=16, lib_root=tmp_path / "lib")
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    with pytest.raises(
-        backup.BackupError, match=r"pg_dump was not found in .*lib/15/bin or on PATH"
-    ):
-        backup.postgres_tool("pg_dump", 15, lib_root=tmp_path / "lib")
+    with pytest.raises(BackupError, match=r"pg_dump was not found in .*lib/15/bin or on PATH"):
+        postgres_tool("pg_dump", 15, lib_root=tmp_path / "lib")

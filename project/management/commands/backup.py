@@ -4,7 +4,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from audit.log import record
-from project import backup
+from project.backup.errors import BackupError
+from project.backup.flow import backup, record_failure
 
 
 class Command(BaseCommand):
@@ -38,11 +39,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, output, keys_output, no_keys, **options):
         try:
-            result = backup.backup(
-                output_dir=output, keys_output_dir=keys_output, with_keys=not no_keys
-            )
-        except backup.BackupError as exc:
-            backup.record_failure("backup.created", str(exc))
+            result = backup(output_dir=output, keys_output_dir=keys_output, with_keys=not no_keys)
+        except BackupError as exc:
+            record_failure("backup.created", str(exc))
             raise CommandError(str(exc)) from None
         archives = [result.database_archive]
         size = result.database_archive.stat().st_size

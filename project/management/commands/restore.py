@@ -2,7 +2,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from project import backup
+from project.backup.errors import BackupError
+from project.backup.flow import record_failure, record_restore, restore
+from project.backup.keyfiles import describe_key_restore
 
 
 class Command(BaseCommand):
@@ -31,14 +33,12 @@ class Command(BaseCommand):
 
     def handle(self, *args, archive, keys, yes, **options):
         try:
-            result = backup.restore(
-                archive, key_archive_path=keys, overwrite=yes, say=self.stdout.write
-            )
-        except backup.BackupError as exc:
-            backup.record_failure("backup.restored", str(exc))
+            result = restore(archive, key_archive_path=keys, overwrite=yes, say=self.stdout.write)
+        except BackupError as exc:
+            record_failure("backup.restored", str(exc))
             raise CommandError(str(exc)) from None
         if result.keys is not None:
-            for line in backup.describe_key_restore(result.keys):
+            for line in describe_key_restore(result.keys):
                 self.stdout.write(line)
         if result.applied_migrations:
             self.stdout.write(
@@ -46,7 +46,7 @@ class Command(BaseCommand):
             )
         for line in result.checks:
             self.stdout.write(line)
-        backup.record_restore(result, keys)
+        record_restore(result, keys)
         if result.problems:
             raise CommandError(
                 "The restore check failed: "
