@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from chat.inference.registry import live_workers
+from chat.inference import registry
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class InferenceWorkersCollector(Collector):
     def collect(self):
         counts = dict.fromkeys(WORKER_STATES, 0)
         try:
-            workers = live_workers()
+            workers = registry.live_workers()
         except Exception:
             # The shared cache (Redis) is down: this process sees no worker, and says why.
             logger.warning("The worker registry could not be read for /metrics", exc_info=True)
