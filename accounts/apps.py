@@ -1,5 +1,7 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
+from django.core import checks
+from django.db import DatabaseError
+from django.db.models.signals import m2m_changed, post_migrate
 
 
 def _ensure_roles(sender, using="default", **kwargs):
@@ -15,12 +17,48 @@ def _ensure_roles(sender, using="default", **kwargs):
     ensure_roles(Group, Permission)
 
 
+def roles_as_written(app_configs=None, **kwargs):
+    """System check, run before `serve` (and every other management command) starts: the
+    role groups get exactly the permissions accounts/roles.py gives them, whatever was done to
+    the database by hand since the last migrate. Says so when it had to put them back.
+
+    Nothing happens while the database is not migrated yet (or not reachable): migrate
+    creates the groups itself.
+    """
+    from django.contrib.auth.models import Group, Permission
+
+    from accounts.roles import ensure_roles
+
+    try:
+        changed = ensure_roles(Group, Permission)
+    except (DatabaseError, Permission.DoesNotExist):
+        return []
+    if not changed:
+        return []
+    return [
+        checks.Warning(
+            "The role groups' permissions differed from accounts/roles.py and were put back.",
+            hint="Look in the audit log (permission.changed) for what they had been changed to.",
+            id="accounts.W001",
+        )
+    ]
+
+
 class AccountsConfig(AppConfig):
     """Two-factor login, enrolment, backup codes, lockout and user administration."""
 
     name = "accounts"
 
     def ready(self):
+        from django.contrib.auth.models import Group
+
         from accounts import receivers  # noqa: F401 (connects the signal receivers)
+        from accounts.roles import refuse_role_group_changes
 
         post_migrate.connect(_ensure_roles, sender=self, dispatch_uid="accounts_roles")
+        m2m_changed.connect(
+            refuse_role_group_changes,
+            sender=Group.permissions.through,
+            dispatch_uid="accounts_refuse_role_group_changes",
+        )
+        checks.register(roles_as_written)

@@ -1,14 +1,32 @@
-"""The groups that give people their role, and what each may do.
+"""The groups that give people their role, what each may do, and who may manage whom.
 
-Created by data migrations, and re-created after every migrate (post_migrate) so that a
-database flushed by tests or restored without them still has them.
+Role groups are created by data migrations and given exactly their permissions again after
+every migrate (post_migrate) and at start-up (a system check), so that a database flushed by
+tests, restored without them or edited by hand has them as written here. Their permissions
+cannot be changed any other way: ``refuse_role_group_changes`` undoes such a change and
+records group.change_refused.
+
+``may_manage`` is the one rule for the admin: a non-superuser may only manage accounts whose
+rights are a subset of their own.
 """
+
+import contextlib
+import contextvars
+import logging
+
+from audit.access import READERS_GROUP
+
+logger = logging.getLogger(__name__)
+
+EMPLOYEES = "Employees"
+ADMINS = "Admins"
+COMPLIANCE = READERS_GROUP
 
 ROLES = {
     # May chat.
-    "Employees": [],
+    EMPLOYEES: [],
     # Manage users and groups (with the is_staff flag that createuser --admin sets).
-    "Admins": [
+    ADMINS: [
         ("auth", "add_user"),
         ("auth", "change_user"),
         ("auth", "view_user"),
@@ -17,24 +35,39 @@ ROLES = {
         ("auth", "view_group"),
         ("auth", "view_permission"),
     ],
-    # Read the audit log, nothing else.
-    "Compliance": [("audit", "view_auditevent")],
+    # Read the audit log, nothing else (reading needs the membership itself, see audit.access).
+    COMPLIANCE: [("audit", "view_auditevent")],
 }
+# Groups whose membership is a right in itself, beyond their permissions.
+MEMBERSHIP_RIGHTS = {COMPLIANCE: "member of Compliance"}
+
+_ensuring_roles = contextvars.ContextVar("ensuring_roles", default=False)
 
 
-def ensure_roles(group_model, permission_model) -> None:
-    """Create missing role groups and give each exactly its permissions."""
-    for name, permissions in ROLES.items():
-        group, _ = group_model.objects.get_or_create(name=name)
-        group.permissions.set(
-            [
-                permission_model.objects.get(content_type__app_label=app, codename=codename)
+@contextlib.contextmanager
+def _allowed_to_change_roles():
+    token = _ensuring_roles.set(True)
+    try:
+        yield
+    finally:
+        _ensuring_roles.reset(token)
+
+
+def ensure_roles(group_model, permission_model) -> bool:
+    """Create missing role groups and give each exactly its permissions; returns whether
+    anything had to change."""
+    changed = False
+    with _allowed_to_change_roles():
+        for name, permissions in ROLES.items():
+            group, created = group_model.objects.get_or_create(name=name)
+            wanted = {
+                permission_model.objects.get(content_type__app_label=app, codename=codename).pk
                 for app, codename in permissions
-            ]
-        )
-
-
-EMPLOYEES = "Employees"
+            }
+            if created or set(group.permissions.values_list("pk", flat=True)) != wanted:
+                group.permissions.set(wanted)
+                changed = True
+    return changed
 
 
 def may_chat(user) -> bool:
@@ -44,3 +77,172 @@ def may_chat(user) -> bool:
         and user.is_active
         and (user.is_superuser or user.groups.filter(name=EMPLOYEES).exists())
     )
+
+
+# --- Who may manage whom ---------------------------------------------------------------------
+
+
+def _permission_names(permissions) -> set[str]:
+    return {
+        f"{app}.{codename}"
+        for app, codename in permissions.values_list("content_type__app_label", "codename")
+    }
+
+
+def group_rights(group) -> frozenset[str]:
+    """What membership of ``group`` gives: its permissions, and the membership itself where
+    that is a right (Compliance)."""
+    rights = _permission_names(group.permissions.all())
+    if group.name in MEMBERSHIP_RIGHTS:
+        rights.add(MEMBERSHIP_RIGHTS[group.name])
+    return frozenset(rights)
+
+
+def rights(user) -> frozenset[str]:
+    """Everything ``user`` may do through their groups, own permissions and staff status,
+    whether or not the account is active now (an inactive account can be made active)."""
+    from django.contrib.auth.models import Permission
+    from django.db.models import Q
+
+    if user.is_superuser:
+        return frozenset({"superuser"})
+    granted = _permission_names(
+        Permission.objects.filter(Q(user=user) | Q(group__user=user)).distinct()
+    )
+    granted |= {
+        MEMBERSHIP_RIGHTS[name]
+        for name in user.groups.filter(name__in=MEMBERSHIP_RIGHTS).values_list("name", flat=True)
+    }
+    if user.is_staff:
+        granted.add("staff")
+    return frozenset(granted)
+
+
+def may_manage(actor, target) -> bool:
+    """Whether ``actor`` may change ``target``'s password, second factor, groups, permissions
+    or active state: a superuser may change anyone; anyone else only an account that is not a
+    superuser and whose rights are all rights ``actor`` has too."""
+    if actor.is_superuser:
+        return True
+    if target.is_superuser:
+        return False
+    return rights(target) <= rights(actor)
+
+
+def may_not_manage_reason(target) -> str:
+    """What the admin tells someone who may not manage ``target``."""
+    return (
+        f"Only a superuser can change {target.get_username()}: they have rights you do not. "
+        "Ask a superuser to do it."
+    )
+
+
+def may_assign(actor, group) -> bool:
+    """Whether ``actor`` may put someone in ``group``: only if it gives no right they lack."""
+    return actor.is_superuser or group_rights(group) <= rights(actor)
+
+
+def assignable_groups(actor, queryset):
+    """The groups of ``queryset`` that ``actor`` may assign."""
+    if actor.is_superuser:
+        return queryset
+    return queryset.filter(pk__in=[g.pk for g in queryset if may_assign(actor, g)])
+
+
+def is_role_group(group) -> bool:
+    return group.name in ROLES
+
+
+ROLE_GROUP_READ_ONLY = (
+    "{name} is a role group managed by the application: its name and permissions are set in "
+    "accounts/roles.py and cannot be changed here. Create a group of your own instead."
+)
+
+
+# --- Guarding role groups' permissions -----------------------------------------------------------
+
+
+def _refused(groups, operation: str, permissions) -> None:
+    """Record group.change_refused for each (pk, name) of ``groups``."""
+    from audit.log import record
+
+    for pk, name in sorted(groups):
+        record(
+            "group.change_refused",
+            outcome="denied",
+            target=f"auth.group:{pk}",
+            group=name,
+            operation=operation,
+            permissions=sorted(permissions),
+        )
+        logger.warning(
+            "The permissions of the role group %s are managed by the application; "
+            "the change (%s) was refused and recorded in the audit log.",
+            name,
+            operation,
+        )
+
+
+def refuse_role_group_changes(sender, instance, action, reverse, model, pk_set, **kwargs):
+    """m2m_changed receiver for Group.permissions: a change to a role group's permissions
+    outside ``ensure_roles`` is undone before it reaches the database, and recorded.
+
+    It does not raise: an exception here would roll back the transaction the refusal is
+    recorded in, and the attempt would leave no trace. Added or removed ids are dropped from
+    the change; a clear is put back right after it.
+    """
+    if _ensuring_roles.get() or action not in {
+        "pre_add",
+        "pre_remove",
+        "pre_clear",
+        "post_clear",
+    }:
+        return
+    from django.contrib.auth.models import Group, Permission
+
+    operation = action.removeprefix("pre_").removeprefix("post_")
+    if not reverse:
+        # instance is a group; pk_set holds permission ids.
+        if not is_role_group(instance):
+            return
+        if action == "pre_clear":
+            instance._role_permissions_before_clear = list(
+                instance.permissions.values_list("pk", flat=True)
+            )
+            return
+        if action == "post_clear":
+            kept = getattr(instance, "_role_permissions_before_clear", [])
+            sender.objects.bulk_create(
+                [sender(group_id=instance.pk, permission_id=pk) for pk in kept]
+            )
+            _refused(
+                [(instance.pk, instance.name)],
+                operation,
+                _permission_names(Permission.objects.filter(pk__in=kept)),
+            )
+            return
+        if pk_set:
+            refused = _permission_names(Permission.objects.filter(pk__in=pk_set))
+            pk_set.clear()
+            _refused([(instance.pk, instance.name)], operation, refused)
+        return
+    # instance is a permission; pk_set holds group ids.
+    permission = _permission_names(Permission.objects.filter(pk=instance.pk))
+    role_groups = Group.objects.filter(name__in=ROLES)
+    if action == "pre_clear":
+        instance._role_groups_before_clear = list(
+            role_groups.filter(permissions=instance).values_list("pk", "name")
+        )
+        return
+    if action == "post_clear":
+        kept = getattr(instance, "_role_groups_before_clear", [])
+        sender.objects.bulk_create(
+            [sender(group_id=pk, permission_id=instance.pk) for pk, _ in kept]
+        )
+        if kept:
+            _refused(kept, operation, permission)
+        return
+    hit = dict(role_groups.filter(pk__in=pk_set or ()).values_list("pk", "name"))
+    if hit:
+        pk_set.difference_update(hit)
+        _refused(hit.items(), operation, permission)

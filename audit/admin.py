@@ -1,19 +1,23 @@
 """The audit log in the admin: read-only browsing, filtered export and chain verification.
 
 Viewing is itself audited (one audit.viewed event per page, not per row), as are exports
-and verifications. Nobody, superusers included, can add, change or delete an event here.
+and verifications. Only members of the Compliance group see it at all (audit.access: a
+permission an admin could grant is not enough, and a superuser must be a member too).
+Nobody, superusers included, can add, change or delete an event here.
 """
 
 import datetime
 import json
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.html import format_html
 
 from audit import export
+from audit.access import NOT_A_READER, may_read_audit_log
 from audit.chain import verify
 from audit.log import record
 from audit.models import AuditEvent
@@ -108,6 +112,12 @@ class AuditEventAdmin(admin.ModelAdmin):
             json.dumps(event.details, indent=2, sort_keys=True, ensure_ascii=False),
         )
 
+    def has_module_permission(self, request):
+        return may_read_audit_log(request.user)
+
+    def has_view_permission(self, request, obj=None):
+        return may_read_audit_log(request.user)
+
     def has_add_permission(self, request):
         return False
 
@@ -135,17 +145,17 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def _require_view(self, request):
         if not self.has_view_permission(request):
-            from django.core.exceptions import PermissionDenied
-
-            raise PermissionDenied
+            raise PermissionDenied(NOT_A_READER)
 
     def changelist_view(self, request, extra_context=None):
+        self._require_view(request)
         response = super().changelist_view(request, extra_context)
         if request.method == "GET" and response.status_code == 200:
             record("audit.viewed", request=request, page="list", query=self._query(request))
         return response
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
+        self._require_view(request)
         response = super().change_view(request, object_id, form_url, extra_context)
         if request.method == "GET" and response.status_code == 200:
             record(

@@ -201,6 +201,6 @@ def test_an_employee_cannot_open_the_admin(employee):
 
     response = get(client, LIST)
 
-    assert response.status_code == 302
-    assert "/admin/login/" in response["Location"]
+    assert response.status_code == 403
+    assert b"You may not open the administration" in response.content
     assert not viewed_events()
