@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from accounts.roles import may_chat
 from accounts.websocket import REFUSAL_HOLDER, VerifiedSessionConsumer
+from audit.log import record_probe
 from chat import protocol, services
 from chat.inference import registry
 from chat.inference.worker import ensure_embedded_worker
@@ -83,9 +84,23 @@ class ChatConsumer(VerifiedSessionConsumer):
     # --- frames from the browser ----------------------------------------------------------
 
     async def receive(self, text_data=None, bytes_data=None):
-        frame = None
         try:
             frame = protocol.parse(text_data)
+        except protocol.ProtocolError as error:
+            await self.send_json(error.frame())
+            return
+        except Exception:
+            # A frame the parser did not foresee is still the sender's problem, not a
+            # server error: logged so the parser can learn it, answered as a bad frame.
+            logger.exception("Chat frame could not be parsed")
+            await self.send_json(
+                protocol.ProtocolError(
+                    protocol.BAD_FRAME,
+                    "That frame could not be read; send one JSON object as the page does.",
+                ).frame()
+            )
+            return
+        try:
             if isinstance(frame, protocol.ChatSend):
                 await self._send_message(frame)
             else:
@@ -140,6 +155,7 @@ class ChatConsumer(VerifiedSessionConsumer):
                 scope=self.scope,
             )
         except services.ConversationNotFound:
+            await database_sync_to_async(self._record_not_found)(frame.conversation)
             raise protocol.ProtocolError(
                 protocol.NOT_FOUND, "That conversation does not exist.", client_id
             ) from None
@@ -222,11 +238,24 @@ class ChatConsumer(VerifiedSessionConsumer):
         try:
             conversation = services.conversation_of(self.user, conversation_id)
         except services.ConversationNotFound:
+            self._record_not_found(conversation_id)
             raise protocol.ProtocolError(
                 protocol.NOT_FOUND, "That conversation does not exist."
             ) from None
         answer = conversation.messages.filter(status="streaming").first()
         return str(answer.pk) if answer else None
+
+    def _record_not_found(self, conversation_id) -> None:
+        """Someone tried a conversation id that is not theirs (or no one's): a probe."""
+        client = self.scope.get("client")
+        record_probe(
+            "conversation.not_found",
+            source=client[0] if client else "",
+            outcome="denied",
+            scope=self.scope,
+            target=str(conversation_id),
+            channel="websocket",
+        )
 
     async def _cancel(self, worker_channel: str, request_id: str) -> None:
         await self.channel_layer.send(

@@ -5,11 +5,13 @@
 ``error`` frame and keeps the socket open.
 """
 
-import json
 import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
+
+from chat.inference.params import SamplingParams
+from core.json_input import JSONInputError, parse_json
 
 # Stable error codes: the browser shows `detail`, and may act on `code`.
 BAD_FRAME = "bad_frame"  # not JSON, not an object, wrong or missing fields
@@ -41,7 +43,6 @@ ERROR_CODES = frozenset(
 )
 
 CLIENT_ID_MAX = 64
-SAMPLING_FIELDS = {"temperature", "top_p", "max_new_tokens"}
 
 
 def max_frame_bytes() -> int:
@@ -68,6 +69,7 @@ class ChatSend:
     conversation: uuid.UUID | None
     content: str
     client_id: str
+    # The sampling fields the browser set, checked by SamplingParams.from_frame().
     params: dict
 
 
@@ -101,12 +103,13 @@ def _fields(frame: dict, required: set, optional: set, client_id=None) -> None:
 def parse(text: str | None) -> ChatSend | ChatStop:
     if text is None:
         raise ProtocolError(BAD_FRAME, "Send JSON text frames, not binary ones.")
-    if len(text.encode("utf-8")) > max_frame_bytes():
+    # "surrogatepass": a lone surrogate is measured here and refused by parse_json().
+    if len(text.encode("utf-8", "surrogatepass")) > max_frame_bytes():
         raise ProtocolError(TOO_LARGE, "That frame is too large.")
     try:
-        frame = json.loads(text)
-    except ValueError:
-        raise ProtocolError(BAD_FRAME, "That frame is not valid JSON.") from None
+        frame = parse_json(text)
+    except JSONInputError as error:
+        raise ProtocolError(BAD_FRAME, f"{error} Send each frame as one JSON object.") from None
     if not isinstance(frame, dict):
         raise ProtocolError(BAD_FRAME, "A frame must be a JSON object with a `type`.")
     client_id = frame.get("client_id") if isinstance(frame.get("client_id"), str) else None
@@ -137,11 +140,8 @@ def _chat_send(frame: dict, client_id) -> ChatSend:
         )
     conversation = frame["conversation"]
     conversation = None if conversation is None else _uuid(conversation, "conversation", client_id)
-    params = frame.get("params", {})
-    if not isinstance(params, dict) or not set(params) <= SAMPLING_FIELDS:
-        raise ProtocolError(
-            BAD_FRAME,
-            f"`params` may only hold {', '.join(sorted(SAMPLING_FIELDS))}.",
-            client_id,
-        )
+    try:
+        params = SamplingParams.from_frame(frame.get("params", {}))
+    except ValueError as error:
+        raise ProtocolError(BAD_FRAME, str(error), client_id) from None
     return ChatSend(conversation, content, client_id, params)

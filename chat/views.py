@@ -1,7 +1,6 @@
 """The chat page and the small JSON API the page uses for everything but streaming."""
 
 import functools
-import json
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
@@ -11,8 +10,10 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import may_chat
+from audit.log import record_probe
 from chat import services
 from chat.inference import registry
+from core.json_input import JSONInputError, parse_json
 
 TITLE_BODY_MAX = 4096
 
@@ -21,7 +22,16 @@ def _error(status: int, code: str, detail: str) -> JsonResponse:
     return JsonResponse({"error": {"code": code, "detail": detail}}, status=status)
 
 
-def _not_found() -> JsonResponse:
+def _not_found(request, conversation_id) -> JsonResponse:
+    """404 for a conversation id that is not the user's (or no one's), recorded as a probe."""
+    record_probe(
+        "conversation.not_found",
+        source=request.META.get("REMOTE_ADDR", ""),
+        outcome="denied",
+        request=request,
+        target=str(conversation_id),
+        channel="http",
+    )
     return _error(404, "not_found", "That conversation does not exist.")
 
 
@@ -80,7 +90,7 @@ def conversation_detail(request, conversation_id):
     try:
         conversation = services.conversation_of(request.user, conversation_id)
     except services.ConversationNotFound:
-        return _not_found()
+        return _not_found(request, conversation_id)
     return JsonResponse(
         {
             "id": str(conversation.pk),
@@ -98,13 +108,16 @@ def conversation_rename(request, conversation_id):
     try:
         conversation = services.conversation_of(request.user, conversation_id)
     except services.ConversationNotFound:
-        return _not_found()
+        return _not_found(request, conversation_id)
     if len(request.body) > TITLE_BODY_MAX:
         return _error(400, "too_large", "That title is too long.")
     try:
-        title = json.loads(request.body).get("title")
-    except (ValueError, AttributeError):
+        body = parse_json(request.body)
+    except JSONInputError as error:
+        return _error(400, "bad_request", f'{error} Send JSON like {{"title": "New name"}}.')
+    if not isinstance(body, dict):
         return _error(400, "bad_request", 'Send JSON like {"title": "New name"}.')
+    title = body.get("title")
     if not isinstance(title, str):
         return _error(400, "bad_request", "The title must be text.")
     try:
@@ -120,7 +133,7 @@ def conversation_delete(request, conversation_id):
     try:
         conversation = services.conversation_of(request.user, conversation_id)
     except services.ConversationNotFound:
-        return _not_found()
+        return _not_found(request, conversation_id)
     services.delete(actor=request.user, conversation=conversation, request=request)
     return JsonResponse({"deleted": str(conversation_id)})
 
@@ -132,7 +145,7 @@ def conversation_export(request, conversation_id, export_format):
     try:
         conversation = services.conversation_of(request.user, conversation_id)
     except services.ConversationNotFound:
-        return _not_found()
+        return _not_found(request, conversation_id)
     content_type, body = services.export(
         actor=request.user, conversation=conversation, export_format=export_format, request=request
     )

@@ -1,4 +1,4 @@
-"""The language model in memory: loading it offline, sampling parameters, and prompts.
+"""The language model in memory: loading it offline, and prompts.
 
 The engine is the only place that knows how a conversation becomes token ids. It loads a
 local Hugging Face causal-LM directory with ``local_files_only=True`` and with the hub's
@@ -8,12 +8,14 @@ network; it never runs code shipped with a model (``trust_remote_code`` stays of
 
 import logging
 import os
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+
+# Re-exported: the scheduler and the benchmarks take SamplingParams from the engine.
+from chat.inference.params import SamplingParams as SamplingParams
 
 # transformers is imported lazily, after these: it and huggingface_hub read them at import.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -21,63 +23,10 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 logger = logging.getLogger(__name__)
 
-# Sampling bounds: above 2 the default model produces noise, not answers.
-MAX_TEMPERATURE = 2.0
 ROLES = ("user", "assistant")
 # End-of-turn markers of common chat templates. A model whose tokenizer's eos_token is the
 # end of the whole document (not of one answer) still stops at the end of its turn.
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """How one answer is generated. Temperature 0 means greedy (deterministic) decoding."""
-
-    temperature: float = 0.0
-    top_p: float = 1.0
-    max_new_tokens: int = field(default_factory=lambda: settings.LLM_MAX_NEW_TOKENS)
-    # For benchmarks only: generate exactly max_new_tokens, ignoring end-of-answer tokens.
-    ignore_eos: bool = False
-
-    def __post_init__(self):
-        for name in ("temperature", "top_p"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"{name} must be a number, not {value!r}.")
-            # Frozen: normalise ints to floats through object.__setattr__.
-            object.__setattr__(self, name, float(value))
-        if not 0.0 <= self.temperature <= MAX_TEMPERATURE:
-            raise ValueError(
-                f"temperature must be between 0 and {MAX_TEMPERATURE:g}, not {self.temperature:g}."
-            )
-        if not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"top_p must be greater than 0 and at most 1, not {self.top_p:g}.")
-        limit = settings.LLM_MAX_NEW_TOKENS
-        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int):
-            raise ValueError(f"max_new_tokens must be a whole number, not {self.max_new_tokens!r}.")
-        if not 1 <= self.max_new_tokens <= limit:
-            raise ValueError(
-                f"max_new_tokens must be between 1 and {limit}, not {self.max_new_tokens}."
-            )
-        if not isinstance(self.ignore_eos, bool):
-            raise ValueError(f"ignore_eos must be true or false, not {self.ignore_eos!r}.")
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0.0
-
-    @classmethod
-    def from_request(cls, data: dict) -> "SamplingParams":
-        """Parameters from a request's JSON object; missing or null fields take defaults."""
-        if not isinstance(data, dict):
-            raise ValueError("Sampling parameters must be a JSON object.")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"Unknown sampling parameter {unknown[0]!r}; use {', '.join(sorted(known))}."
-            )
-        return cls(**{name: value for name, value in data.items() if value is not None})
 
 
 def native_bf16_cpu() -> bool:

@@ -36,8 +36,8 @@ from redis.exceptions import RedisError
 
 from audit.log import record
 from chat import services
-from chat.inference import registry
-from chat.inference import metrics
+from chat.inference import metrics, registry
+from chat.inference.params import SamplingParams
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +181,6 @@ class InferenceWorker:
                 self._work.set()
 
     async def _accept(self, message: dict) -> None:
-        from chat.inference.engine import SamplingParams
         from chat.inference.scheduler import QueueFull
 
         request_id = message["request_id"]

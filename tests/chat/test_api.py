@@ -161,3 +161,102 @@ def test_worker_status_follows_the_heartbeats(employee_client):
         "workers": 1,
     }
     registry.forget("w1")
+
+
+def rename_with(client, conversation, body):
+    return client.post(
+        f"/chat/api/conversations/{conversation.pk}/rename",
+        body,
+        content_type="application/json",
+        REMOTE_ADDR=IP,
+        secure=True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ('{"title": ' + "[" * 1500 + "]" * 1500 + "}", "nested more than"),
+        ('{"title": "\\ud800"}', "lone surrogate"),
+        (b'{"title": "caf\xe9"}', "not UTF-8"),
+        ('{"title": NaN}', "not valid JSON"),
+        ('{"title": "Budget"', "not valid JSON"),
+    ],
+)
+def test_a_malformed_rename_body_gets_a_json_400_with_a_plain_sentence(
+    employee_client, conversation, body, reason
+):
+    response = rename_with(employee_client, conversation, body)
+
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    error = response.json()["error"]
+    assert error["code"] == "bad_request"
+    assert reason in error["detail"]
+    assert '{"title": "New name"}' in error["detail"]
+    assert "codec" not in error["detail"]
+    conversation.refresh_from_db()
+    assert conversation.title == "How do I file expenses?"
+
+
+def test_a_rename_drops_control_and_direction_override_characters(employee_client, conversation):
+    response = post(
+        employee_client,
+        f"/chat/api/conversations/{conversation.pk}/rename",
+        {"title": "\u202eexe.Budget\u0000 2025\u2066 plan\u2069\u200b\n"},
+    )
+
+    assert response.json()["title"] == "exe.Budget 2025 plan"
+    conversation.refresh_from_db()
+    assert conversation.title == "exe.Budget 2025 plan"
+
+
+def test_a_title_of_control_characters_only_is_refused_as_empty(employee_client, conversation):
+    response = post(
+        employee_client,
+        f"/chat/api/conversations/{conversation.pk}/rename",
+        {"title": "\u202e\u0000\u2066"},
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["detail"] == "A title cannot be empty."
+
+
+def test_a_new_conversation_is_titled_without_control_or_override_characters(employee):
+    turn = services.start_turn(
+        actor=employee,
+        conversation_id=None,
+        content="\u202dHello\u0007 \u2067world\u2069\x1b[31m?",
+        model_name="m",
+    )
+
+    assert turn.conversation.title == "Hello world[31m?"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/chat/api/conversations/{pk}"),
+        ("post", "/chat/api/conversations/{pk}/rename"),
+        ("post", "/chat/api/conversations/{pk}/delete"),
+        ("get", "/chat/conversations/{pk}/export.md"),
+    ],
+)
+def test_trying_another_users_conversation_is_recorded_as_a_probe(
+    intruder, other_employee, conversation, method, path
+):
+    url = path.format(pk=conversation.pk)
+    response = get(intruder, url) if method == "get" else post(intruder, url, {"title": "x"})
+
+    assert response.status_code == 404
+    event = AuditEvent.objects.get(action="conversation.not_found")
+    assert (event.outcome, event.target, event.source_ip) == ("denied", str(conversation.pk), IP)
+    assert event.actor_id == other_employee.pk
+    assert event.details == {"channel": "http"}
+
+
+def test_probes_from_one_address_are_recorded_at_most_twenty_a_minute(intruder):
+    for number in range(25):
+        get(intruder, f"/chat/api/conversations/00000000-0000-0000-0000-{number:012d}")
+
+    assert AuditEvent.objects.filter(action="conversation.not_found").count() == 20

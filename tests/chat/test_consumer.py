@@ -345,3 +345,100 @@ async def test_the_answer_is_stored_even_if_the_browser_goes_away(
             break
         await asyncio.sleep(0.05)
     assert (answer.status, answer.content) == ("complete", ScriptedScheduler.reply)
+
+
+# --- malformed JSON and sampling values are refused before anything is stored ---------------
+
+DEEP_FRAME = '{"type": "chat.send", "content": ' + "[" * 1500 + "]" * 1500 + "}"
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (DEEP_FRAME, "nested more than"),
+        (
+            '{"type": "chat.send", "conversation": null, "content": "\\ud800", "client_id": "c1"}',
+            "lone surrogate",
+        ),
+        ('{"type": "chat.stop", "conversation": "x", "\\udfff": 1}', "lone surrogate"),
+        ('{"type": "chat.stop", "conversation": NaN}', "not valid JSON"),
+    ],
+)
+async def test_malformed_json_gets_bad_frame_with_a_plain_reason(chat, worker, raw, reason):
+    await chat.send_to(text_data=raw)
+
+    error = await chat.receive_json_from()
+    assert (error["type"], error["code"]) == ("error", "bad_frame")
+    assert reason in error["detail"]
+    assert "codec" not in error["detail"]
+    assert await Message.objects.acount() == 0
+
+    await send(chat)
+    assert (await until_done(chat))[-1]["finish_reason"] == "stop"
+
+
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [
+        ({"max_new_tokens": 10**9}, "max_new_tokens must be between 1 and"),
+        ({"max_new_tokens": "10"}, "max_new_tokens must be a whole number"),
+        ({"temperature": "hot"}, "temperature must be a number"),
+        ({"temperature": 7}, "temperature must be between 0 and 2"),
+        ({"top_p": 0}, "top_p must be greater than 0"),
+        ({"ignore_eos": True}, "`params` may only hold"),
+    ],
+)
+async def test_sampling_values_out_of_bounds_get_bad_frame_and_store_nothing(
+    chat, worker, params, reason
+):
+    await send(chat, params=params)
+
+    error = await chat.receive_json_from()
+    assert (error["type"], error["code"], error["client_id"]) == ("error", "bad_frame", "c1")
+    assert reason in error["detail"]
+    assert await Conversation.objects.acount() == 0
+    assert await Message.objects.acount() == 0
+    assert not await AuditEvent.objects.filter(action="message.sent").aexists()
+
+
+async def test_sampling_values_within_bounds_reach_the_worker(chat, worker, scheduler_class):
+    received = []
+    submit = scheduler_class.submit
+
+    def recording_submit(self, request_id, prompt_ids, params):
+        received.append(params)
+        submit(self, request_id, prompt_ids, params)
+
+    scheduler_class.submit = recording_submit
+
+    await send(chat, params={"temperature": 1, "top_p": 0.5, "max_new_tokens": 7})
+
+    assert (await until_done(chat))[-1]["finish_reason"] == "stop"
+    assert [(p.temperature, p.top_p, p.max_new_tokens) for p in received] == [(1.0, 0.5, 7)]
+
+
+# --- trying someone else's conversation ids is recorded ------------------------------------
+
+
+async def test_sending_to_another_users_conversation_is_recorded_as_a_probe(
+    chat, worker, employee, other_employee
+):
+    theirs = await Conversation.objects.acreate(user=other_employee, title="private")
+
+    await send(chat, conversation=str(theirs.pk))
+    assert (await chat.receive_json_from())["code"] == "not_found"
+
+    event = await AuditEvent.objects.aget(action="conversation.not_found")
+    assert (event.outcome, event.target, event.source_ip) == ("denied", str(theirs.pk), "10.0.0.60")
+    assert event.actor_id == employee.pk
+    assert event.details == {"channel": "websocket"}
+
+
+async def test_stopping_an_unknown_conversation_is_recorded_as_a_probe(chat):
+    unknown = "00000000-0000-0000-0000-000000000001"
+
+    await chat.send_json_to({"type": "chat.stop", "conversation": unknown})
+    assert (await chat.receive_json_from())["code"] == "not_found"
+
+    event = await AuditEvent.objects.aget(action="conversation.not_found")
+    assert (event.target, event.details) == (unknown, {"channel": "websocket"})
