@@ -11,8 +11,11 @@ from django.utils import timezone
 
 from audit.log import record
 from chat.models import Conversation, Message
+from core.labels import one_line_label
 
 TITLE_MAX = 80
+# The title of a conversation whose first message has no visible character.
+UNTITLED = "Untitled conversation"
 MODEL_NAME_MAX = 200
 
 
@@ -32,7 +35,9 @@ def conversation_of(user, conversation_id) -> Conversation:
 
 
 def title_from(content: str) -> str:
-    line = " ".join(content.split())
+    """A new conversation's title: the first words of its first message, on one line and
+    without control or bidirectional-override characters."""
+    line = one_line_label(content) or UNTITLED
     return line if len(line) <= TITLE_MAX else line[: TITLE_MAX - 1].rstrip() + "…"
 
 
@@ -173,7 +178,9 @@ def finish_answer(
 
 @transaction.atomic
 def rename(*, actor, conversation: Conversation, title: str, request=None) -> Conversation:
-    title = " ".join(title.split())[:TITLE_MAX]
+    """Give the conversation ``title``, on one line and without control or bidirectional-
+    override characters; ValueError when nothing is left of it."""
+    title = one_line_label(title)[:TITLE_MAX].rstrip()
     if not title:
         raise ValueError("A title cannot be empty.")
     conversation.title = title

@@ -1,4 +1,5 @@
 import io
+import re
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -86,3 +87,39 @@ def test_an_existing_username_is_refused():
     createuser("dup")
     with pytest.raises(CommandError, match="already exists"):
         createuser("dup")
+
+
+@pytest.mark.parametrize(
+    ("username", "reason"),
+    [
+        ("two words", "may contain only letters, numbers, and @/./+/-/_"),
+        ("<script>", "may contain only letters, numbers, and @/./+/-/_"),
+        ("a" * 200, "at most 150 characters"),
+        ("\u202eadmin", "U+202E"),
+        ("bob\u2066", "U+2066"),
+        ("nul\x00byte", "U+0000"),
+        ("zero\u200bwidth", "U+200B"),
+    ],
+)
+def test_a_username_the_admin_form_refuses_is_refused_with_the_reason(username, reason):
+    with pytest.raises(CommandError, match=re.escape(reason)) as refused:
+        createuser(username, "--password-stdin", stdin="a long enough passphrase 4\n")
+
+    assert "refused" in str(refused.value) or "type it again" in str(refused.value)
+    assert User.objects.count() == 0
+    assert not AuditEvent.objects.filter(action="user.created").exists()
+
+
+def test_a_username_differing_only_in_case_is_refused_as_the_admin_form_does():
+    createuser("dana")
+
+    with pytest.raises(CommandError, match="already exists"):
+        createuser("Dana")
+
+    assert list(User.objects.values_list("username", flat=True)) == ["dana"]
+
+
+def test_a_username_is_stored_unicode_normalised_as_the_admin_form_stores_it():
+    createuser("\uff45rin", "--password-stdin", stdin="a long enough passphrase 5\n")
+
+    assert User.objects.filter(username="erin").exists()

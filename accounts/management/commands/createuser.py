@@ -2,10 +2,31 @@ import secrets
 import sys
 
 from django.contrib.auth import get_user_model, password_validation
+from django.contrib.auth.forms import AdminUserCreationForm
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts import services
+from core.labels import invisible_characters
+
+
+def checked_username(username: str) -> str:
+    """``username`` as the admin's "Add user" form would store it (the User model's
+    validators and length, Unicode-normalised, not taken in any letter case), or
+    CommandError with the reason."""
+    invisible = invisible_characters(username)
+    if invisible:
+        raise CommandError(
+            f"The username {username!r} has invisible control or direction characters "
+            f"({', '.join(invisible)}); type it again with letters, digits and @ . + - _ only."
+        )
+    # No password here: the command checks or generates it itself.
+    form = AdminUserCreationForm(data={"username": username, "usable_password": "false"})
+    if not form.is_valid() and "username" in form.errors:
+        raise CommandError(
+            f"The username {username!r} was refused: {' '.join(form.errors['username'])}"
+        )
+    return form.cleaned_data["username"]
 
 
 class Command(BaseCommand):
@@ -38,6 +59,7 @@ class Command(BaseCommand):
             return
         if users.filter(username=username).exists():
             raise CommandError(f"A user named {username!r} already exists.")
+        username = checked_username(username)
         if password_stdin:
             password = sys.stdin.readline().rstrip("\n")
             candidate = get_user_model()(username=username, email=email)
