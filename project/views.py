@@ -12,6 +12,9 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+# The same rule as for /metrics: monitoring systems get the whole answer without signing in.
+from core.metrics_endpoint import _may_scrape as _in_metrics_networks
+
 # A browser told "unavailable" may retry after this many seconds.
 RETRY_AFTER_SECONDS = 30
 
@@ -86,10 +89,20 @@ async def _check_workers() -> dict:
     return result
 
 
+async def _may_see_details(request) -> bool:
+    """Worker host names, process ids, queue sizes and timings are for monitoring (an
+    address in METRICS_NETWORKS, as for /metrics) and for signed-in, verified staff."""
+    if _in_metrics_networks(request):
+        return True
+    user = await request.auser()
+    return user.is_authenticated and user.is_staff and user.is_verified()
+
+
 @never_cache
 @require_GET
 async def healthz(request):
-    """200 with each part's state when everything answers, 503 naming what does not."""
+    """200 when everything answers, 503 when something does not. Monitoring and staff see
+    each part's state and what fails; anyone else only the overall status."""
     from chat.inference.worker import ensure_embedded_worker
 
     ensure_embedded_worker()
@@ -99,10 +112,10 @@ async def healthz(request):
     checks = {"database": database, "channel_layer": channel_layer}
     checks["inference"] = await _check_workers()
     healthy = all(check["ok"] for check in checks.values())
-    return JsonResponse(
-        {"status": "ok" if healthy else "failing", "checks": checks},
-        status=200 if healthy else 503,
-    )
+    body = {"status": "ok" if healthy else "failing"}
+    if await _may_see_details(request):
+        body["checks"] = checks
+    return JsonResponse(body, status=200 if healthy else 503)
 
 
 def server_error(request):

@@ -83,3 +83,68 @@ async def test_the_project_websocket_stack_refuses_outsiders(settings):
 
     assert connected is False
     assert code == 4003
+
+
+# --- the Origin: scheme, host and port, as the HTTP CSRF check compares them --------------
+
+
+async def _chat_socket(client, origin: bytes):
+    """The project's stack, with the session of a verified employee, from the intranet."""
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    from project.asgi import application
+
+    cookie = "; ".join(f"{name}={morsel.value}" for name, morsel in client.cookies.items())
+    communicator = WebsocketCommunicator(
+        _from("10.0.0.61", application),
+        "/ws/chat/",
+        headers=[(b"origin", origin), (b"host", b"localhost:8443"), (b"cookie", cookie.encode())],
+    )
+    connected, _ = await communicator.connect()
+    await communicator.disconnect()
+    await sync_to_async(connections.close_all)()
+    return connected
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [b"https://localhost:8443", b"https://127.0.0.1:8443", b"https://[::1]:8443"],
+)
+async def test_the_sites_own_https_origins_are_accepted(employee_client, origin):
+    assert await _chat_socket(employee_client, origin) is True
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        b"https://127.0.0.1:1",
+        b"http://127.0.0.1:8443",
+        b"https://127.0.0.1",
+        b"http://localhost",
+        b"wss://localhost:8443",
+        b"https://localhost:8443.evil.example",
+        b"https://user@localhost:8443",
+        b"https://evil.example",
+        b"null",
+    ],
+)
+async def test_another_scheme_or_port_of_an_allowed_host_is_refused_and_recorded(
+    employee_client, origin
+):
+    from audit.models import AuditEvent
+
+    assert await _chat_socket(employee_client, origin) is False
+
+    event = await AuditEvent.objects.aget(action="websocket.refused")
+    assert event.details["reason"] == "origin_not_allowed"
+
+
+async def test_a_wildcard_host_accepts_its_subdomains_on_the_public_port_only(
+    employee_client, settings
+):
+    settings.CSRF_TRUSTED_ORIGINS = ["https://*.corp.example:8443"]
+
+    assert await _chat_socket(employee_client, b"https://chat.corp.example:8443") is True
+    assert await _chat_socket(employee_client, b"https://chat.corp.example:9443") is False
+    assert await _chat_socket(employee_client, b"https://localhost:8443") is False
