@@ -14,6 +14,7 @@ from urllib.parse import quote, urlencode
 from django.conf import settings
 from django.contrib.auth.hashers import check_password, make_password
 from django.db import models, transaction
+from django.db.models import F
 from django.utils import timezone
 from django_otp.models import Device, ThrottlingMixin, TimestampMixin
 from django_otp.oath import TOTP
@@ -42,7 +43,42 @@ def authenticator_code(base32_key: str, at: float | None = None) -> str:
     return f"{totp.token():06d}"
 
 
-class TOTPDevice(TimestampMixin, ThrottlingMixin, Device):
+class AccountThrottlingMixin(ThrottlingMixin):
+    """django-otp's doubling wait for a device, across every session of its user, starting
+    only at OTP_USER_FAILURE_LIMIT wrong codes within OTP_USER_FAILURE_WINDOW.
+
+    Each session also waits after its own wrong codes (accounts.services.check_code), so a
+    guesser who knows the password slows down at once without holding the owner back.
+    """
+
+    class Meta:
+        abstract = True
+
+    def get_throttle_factor(self):
+        return settings.OTP_TOTP_THROTTLE_FACTOR
+
+    def verify_is_allowed(self):
+        if self.throttling_failure_count < settings.OTP_USER_FAILURE_LIMIT:
+            return super(ThrottlingMixin, self).verify_is_allowed()
+        return super().verify_is_allowed()
+
+    def throttle_increment(self, commit=True):
+        """Count one more wrong code in the database itself, so simultaneous guesses from
+        several sessions all count; a count whose latest failure is older than the window
+        starts again. Always saved: ``commit`` is accepted for django-otp's signature."""
+        now = timezone.now()
+        rows = type(self).objects.filter(pk=self.pk)
+        rows.filter(throttling_failure_timestamp__lt=now - settings.OTP_USER_FAILURE_WINDOW).update(
+            throttling_failure_count=0
+        )
+        rows.update(
+            throttling_failure_count=F("throttling_failure_count") + 1,
+            throttling_failure_timestamp=now,
+        )
+        self.refresh_from_db(fields=["throttling_failure_count", "throttling_failure_timestamp"])
+
+
+class TOTPDevice(TimestampMixin, AccountThrottlingMixin, Device):
     """An authenticator app (RFC 6238 time-based codes) belonging to one user.
 
     Unconfirmed until the user types the first valid code during enrolment. Each code is
@@ -92,9 +128,6 @@ class TOTPDevice(TimestampMixin, ThrottlingMixin, Device):
         )
         return f"otpauth://totp/{label}?{params}"
 
-    def get_throttle_factor(self):
-        return settings.OTP_TOTP_THROTTLE_FACTOR
-
     def verify_token(self, token) -> bool:
         allowed, _ = self.verify_is_allowed()
         if not allowed:
@@ -124,7 +157,7 @@ def format_backup_code(code: str) -> str:
     return f"{code[:5]}-{code[5:]}"
 
 
-class BackupCodeDevice(ThrottlingMixin, Device):
+class BackupCodeDevice(AccountThrottlingMixin, Device):
     """A user's set of single-use backup codes, for when the phone is lost.
 
     The codes are shown once, when generated; only their hashes are kept (``BackupCode``).
@@ -132,9 +165,6 @@ class BackupCodeDevice(ThrottlingMixin, Device):
 
     class Meta(Device.Meta):
         verbose_name = "backup codes"
-
-    def get_throttle_factor(self):
-        return settings.OTP_TOTP_THROTTLE_FACTOR
 
     def codes_left(self) -> int:
         return self.codes.filter(used_at__isnull=True).count()

@@ -4,7 +4,7 @@ from axes.signals import user_locked_out
 from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.dispatch import receiver
 
-from accounts import services
+from accounts import lockout, services
 from audit.log import record
 
 
@@ -22,4 +22,10 @@ def _signed_out(sender, request, user, **kwargs):
 
 @receiver(user_locked_out, dispatch_uid="accounts_audit_lockout")
 def _locked_out(sender, request, username=None, ip_address=None, **kwargs):
-    record("lockout", outcome="denied", request=request, username_tried=str(username or "")[:150])
+    record(
+        "lockout",
+        outcome="denied",
+        request=request,
+        username_tried=str(username or "")[:150],
+        limit=lockout.limit_reached(request, username),
+    )

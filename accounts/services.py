@@ -4,14 +4,18 @@ Each function is atomic and writes its audit event in the same transaction.
 """
 
 import logging
+import time
 from dataclasses import dataclass
 
 import django_otp
 from asgiref.sync import async_to_sync
+from axes.utils import reset as reset_sign_in_failures
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.contrib.sessions.models import Session
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -49,6 +53,14 @@ def note_sign_in(request, user) -> None:
         request.session.save()
     SignInSession.objects.update_or_create(
         session_key=request.session.session_key, defaults={"user": user}
+    )
+
+
+def sign_in_is_recent(request) -> bool:
+    """Whether this session's password sign-in is at most SESSION_ENROLMENT_WINDOW old."""
+    signed_in_at = request.session.get(SIGNED_IN_AT_KEY)
+    return (
+        signed_in_at is not None and time.time() - signed_in_at <= settings.SESSION_ENROLMENT_WINDOW
     )
 
 
@@ -127,20 +139,51 @@ class Verification:
 
 
 def _wait_seconds(device) -> int:
+    """How long ``device`` refuses codes from every session (accounts.models)."""
     allowed, data = device.verify_is_allowed()
     if allowed or not data or "locked_until" not in data:
         return 0
-    return max(1, int((data["locked_until"] - timezone.now()).total_seconds() + 0.999))
+    return max(1, _seconds_until(data["locked_until"].timestamp()))
+
+
+def _seconds_until(moment: float) -> int:
+    return max(0, int(moment - time.time() + 0.999))
+
+
+def _session_failures_key(request, device) -> str:
+    if request.session.session_key is None:
+        request.session.save()
+    return f"otp-failures:{request.session.session_key}:{device.persistent_id}"
+
+
+def _session_wait_seconds(request, device) -> int:
+    """How long this session waits before its next code for ``device``: django-otp's
+    doubling (OTP_TOTP_THROTTLE_FACTOR * 2^(n-1) seconds after the n-th wrong code), counted
+    for this session only, so wrong codes in someone else's session never hold it back."""
+    failures = cache.get(_session_failures_key(request, device))
+    if not failures:
+        return 0
+    delay = settings.OTP_TOTP_THROTTLE_FACTOR * 2 ** (failures["count"] - 1)
+    return _seconds_until(failures["at"] + delay)
+
+
+def _note_session_failure(request, device) -> None:
+    key = _session_failures_key(request, device)
+    failures = cache.get(key) or {"count": 0}
+    failures = {"count": failures["count"] + 1, "at": time.time()}
+    # Kept as long as the session itself can live.
+    cache.set(key, failures, timeout=settings.SESSION_ABSOLUTE_LIFETIME)
+
+
+def _forget_session_failures(request, device) -> None:
+    cache.delete(_session_failures_key(request, device))
 
 
 def mark_verified(request, device) -> None:
-    """Record in the session that ``device`` verified its user, under a new session key."""
+    """Record in the session that ``device`` verified its user, under a new session key
+    (its sign-in record follows the key: accounts.sessions)."""
     django_otp.login(request, device)
-    old_key = request.session.session_key
     request.session.cycle_key()
-    SignInSession.objects.filter(session_key=old_key).update(
-        session_key=request.session.session_key
-    )
 
 
 WRONG_CODE = (
@@ -150,17 +193,20 @@ WRONG_CODE = (
 
 
 def check_code(request, device, code: str, *, kind: str) -> Verification:
-    """Check ``code`` against ``device`` under its throttle; records otp.throttled or
-    otp.failure when it is refused."""
+    """Check ``code`` against ``device`` under this session's throttle and the device's own
+    (across all sessions); records otp.throttled or otp.failure when it is refused."""
     user = request.user
-    wait = _wait_seconds(device)
+    wait = max(_session_wait_seconds(request, device), _wait_seconds(device))
     if wait:
         record("otp.throttled", outcome="denied", request=request, target=user, wait=wait)
         seconds = "1 second" if wait == 1 else f"{wait} seconds"
         return Verification(False, f"Too many wrong codes. Wait {seconds}, then try again.", wait)
     if not device.verify_token(code):
+        _note_session_failure(request, device)
         record("otp.failure", outcome="failure", request=request, target=user, kind=kind)
-        return Verification(False, WRONG_CODE, _wait_seconds(device))
+        wait = max(_session_wait_seconds(request, device), _wait_seconds(device))
+        return Verification(False, WRONG_CODE, wait)
+    _forget_session_failures(request, device)
     return Verification(True)
 
 
@@ -213,6 +259,15 @@ def deactivate_user(*, actor, user) -> None:
     user.is_active = False
     user.save(update_fields=["is_active"])
     end_all_sessions(user)
+
+
+@transaction.atomic
+def unlock_sign_in(*, actor, user) -> int:
+    """Clear the failed sign-ins that pause ``user``'s username (from any address), so the
+    owner can sign in at once. Returns how many failure records were cleared."""
+    cleared = reset_sign_in_failures(username=user.get_username())
+    record("lockout.cleared", actor=actor, target=user, failure_records_cleared=cleared)
+    return cleared
 
 
 @transaction.atomic

@@ -3,6 +3,7 @@
 import segno
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import logout
 from django.contrib.auth import views as auth_views
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
@@ -81,6 +82,11 @@ def enrol(request):
         if request.user.is_verified():
             return redirect("accounts:account")
         return redirect(_with_next(reverse("accounts:verify"), request))
+    if not services.sign_in_is_recent(request):
+        # A new authenticator needs the password just now, not a session left open.
+        logout(request)
+        messages.info(request, "Sign in again with your password to set up two-step verification.")
+        return redirect(_with_next(reverse("accounts:login"), request))
     device = services.start_enrolment(request.user)
     form = CodeForm(request.POST or None, numeric=True)
     if request.method == "POST" and form.is_valid():

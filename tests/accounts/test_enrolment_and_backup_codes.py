@@ -1,15 +1,14 @@
 """Setting up the authenticator app, and the backup codes that come with it."""
 
-import datetime
 import re
 import time
 
 import pytest
 from django.db import connection
 from django.test import Client
-from django.utils import timezone
 
 from accounts.models import BackupCode, TOTPDevice
+from accounts.services import SIGNED_IN_AT_KEY
 from audit.models import AuditEvent
 from core import crypto
 from tests.support.personas import PASSWORD, enrol_totp, totp_code
@@ -165,10 +164,8 @@ def test_new_backup_codes_need_a_fresh_authenticator_code(employee_client, emplo
 
     assert refused.status_code == 302
     assert set(BackupCode.objects.values_list("code_hash", flat=True)) == before
-    # The wrong code asked for a 1-second wait; let it pass.
-    TOTPDevice.objects.filter(pk=device.pk).update(
-        throttling_failure_timestamp=timezone.now() - datetime.timedelta(seconds=2)
-    )
+    # The wrong code asked this session for a 1-second wait; let it pass.
+    time.sleep(1.1)
 
     made = post(employee_client, "/accounts/backup-codes/", {"code": totp_code(device)})
 
@@ -201,3 +198,37 @@ def test_an_enrolled_user_cannot_enrol_a_second_device_without_verifying(employe
 
     assert response.status_code == 302
     assert response["Location"].startswith("/accounts/verify/")
+
+
+def test_a_session_whose_password_sign_in_is_stale_cannot_enrol(password_only_user):
+    client = Client()
+    password_step(client, password_only_user)
+    session = client.session
+    session[SIGNED_IN_AT_KEY] = time.time() - 11 * 60
+    session.save()
+
+    response = get(client, "/accounts/enrol/")
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
+    assert not TOTPDevice.objects.filter(user=password_only_user).exists()
+    login_page = get(client, response["Location"])
+    assert b"Sign in again with your password to set up two-step verification." in (
+        login_page.content
+    )
+    assert get(client, "/accounts/enrol/")["Location"].startswith("/accounts/login/")
+
+
+def test_a_code_posted_from_a_stale_session_enrols_nothing(password_only_user):
+    client = Client()
+    password_step(client, password_only_user)
+    get(client, "/accounts/enrol/")
+    device = TOTPDevice.objects.get(user=password_only_user)
+    session = client.session
+    session[SIGNED_IN_AT_KEY] = time.time() - 11 * 60
+    session.save()
+
+    response = post(client, "/accounts/enrol/", {"code": totp_code(device)})
+
+    assert response.status_code == 302
+    assert not TOTPDevice.objects.filter(user=password_only_user, confirmed=True).exists()

@@ -1,10 +1,9 @@
 """Signing in with a password and then a code from the authenticator app."""
 
-import datetime
+import time
 
 import pytest
 from django.test import Client
-from django.utils import timezone
 
 from accounts.models import TOTPDevice
 from audit.models import AuditEvent
@@ -123,10 +122,8 @@ def test_the_right_code_works_once_the_wait_is_over(employee, enrolled):
     client = Client()
     sign_in_with_password(client, employee)
     post(client, "/accounts/verify/", {"code": "000000"})
-    # One failure asks for a 1-second wait; let it pass.
-    TOTPDevice.objects.filter(pk=enrolled.pk).update(
-        throttling_failure_timestamp=timezone.now() - datetime.timedelta(seconds=2)
-    )
+    # One failure asks this session for a 1-second wait; let it pass.
+    time.sleep(1.1)
 
     response = post(client, "/accounts/verify/", {"code": totp_code(enrolled)})
 
@@ -188,3 +185,81 @@ def test_signing_out_ends_the_session(employee_client):
 
     assert get(employee_client, "/accounts/").status_code == 302
     assert "logout" in actions()
+
+
+def wrong_code_for(device) -> str:
+    return f"{(int(totp_code(device)) + 500_000) % 1_000_000:06d}"
+
+
+# A small throttle factor, so a test can wait out each wait like a patient guesser:
+# 0.05 s, 0.1 s, ... 0.8 s, then 1.6 s after the sixth wrong code.
+QUICK_FACTOR = 0.05
+
+
+def six_patient_wrong_codes(client, device):
+    for n in range(6):
+        response = post(client, "/accounts/verify/", {"code": wrong_code_for(device)})
+        assert b"That code is not right" in response.content
+        if n < 5:
+            time.sleep(QUICK_FACTOR * 2**n + 0.05)
+
+
+def test_wrong_codes_in_another_session_do_not_hold_the_owner_back(employee, enrolled, settings):
+    settings.OTP_TOTP_THROTTLE_FACTOR = QUICK_FACTOR
+    guesser = Client()
+    sign_in_with_password(guesser, employee)
+    owner = Client()
+    sign_in_with_password(owner, employee)
+    six_patient_wrong_codes(guesser, enrolled)
+
+    response = post(owner, "/accounts/verify/", {"code": totp_code(enrolled)})
+
+    assert response.status_code == 302
+    assert get(owner, "/accounts/").status_code == 200
+
+
+def test_wrong_codes_in_one_session_make_that_session_wait(employee, enrolled, settings):
+    settings.OTP_TOTP_THROTTLE_FACTOR = QUICK_FACTOR
+    guesser = Client()
+    sign_in_with_password(guesser, employee)
+    six_patient_wrong_codes(guesser, enrolled)
+
+    response = post(guesser, "/accounts/verify/", {"code": totp_code(enrolled)})
+
+    assert response.status_code == 400
+    assert b"Too many wrong codes. Wait" in response.content
+    assert get(guesser, "/accounts/").status_code == 302
+    assert AuditEvent.objects.filter(action="otp.throttled").count() == 1
+
+
+def test_wrong_codes_across_many_sessions_pause_the_authenticator_for_everyone(employee, enrolled):
+    for _ in range(10):
+        guesser = Client()
+        sign_in_with_password(guesser, employee)
+        post(guesser, "/accounts/verify/", {"code": wrong_code_for(enrolled)})
+    owner = Client()
+    sign_in_with_password(owner, employee)
+
+    response = post(owner, "/accounts/verify/", {"code": totp_code(enrolled)})
+
+    assert response.status_code == 400
+    assert b"Too many wrong codes. Wait" in response.content
+    assert get(owner, "/accounts/").status_code == 302
+    assert AuditEvent.objects.filter(action="otp.throttled").last().details["wait"] >= 500
+
+
+def test_a_backup_code_still_signs_in_while_the_authenticator_is_paused(employee, enrolled):
+    from accounts.services import regenerate_backup_codes
+
+    codes = regenerate_backup_codes(actor=employee)
+    for _ in range(10):
+        guesser = Client()
+        sign_in_with_password(guesser, employee)
+        post(guesser, "/accounts/verify/", {"code": wrong_code_for(enrolled)})
+    owner = Client()
+    sign_in_with_password(owner, employee)
+
+    response = post(owner, "/accounts/verify/", {"code": codes[0]})
+
+    assert response.status_code == 302
+    assert get(owner, "/accounts/").status_code == 200

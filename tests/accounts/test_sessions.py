@@ -4,9 +4,11 @@ import time
 
 import pytest
 from django.conf import settings
+from django.contrib.sessions.models import Session
 from django.test import Client
 
-from accounts.services import SIGNED_IN_AT_KEY
+from accounts.models import SignInSession
+from accounts.services import SIGNED_IN_AT_KEY, deactivate_user, reset_two_factor
 from audit.models import AuditEvent
 from tests.support.personas import PASSWORD, login_2fa
 
@@ -70,3 +72,54 @@ def test_changing_the_password_signs_out_every_other_session(employee, employee_
     assert get(other, "/accounts/").status_code == 302
     event = AuditEvent.objects.get(action="password.changed")
     assert (event.actor_username, event.target) == ("alice", f"auth.user:{employee.pk}")
+
+
+NEW_PASSWORD = "a brand new passphrase 77"
+
+
+def change_password(client):
+    response = client.post(
+        "/accounts/password/",
+        {"old_password": PASSWORD, "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD},
+        REMOTE_ADDR=IP,
+        secure=True,
+    )
+    assert response.status_code == 302
+    return response
+
+
+def session_key(client) -> str:
+    return client.cookies["__Host-session"].value
+
+
+def test_after_a_password_change_the_session_is_still_known(employee, employee_client):
+    change_password(employee_client)
+
+    keys = list(SignInSession.objects.filter(user=employee).values_list("session_key", flat=True))
+    assert keys == [session_key(employee_client)]
+
+
+def test_resetting_two_step_after_a_password_change_ends_that_session(
+    employee, employee_client, admin_user
+):
+    change_password(employee_client)
+
+    reset_two_factor(actor=admin_user, user=employee, reason="Lost phone")
+
+    event = AuditEvent.objects.get(action="device.reset_by_admin")
+    assert event.details["sessions_ended"] >= 1
+    response = get(employee_client, "/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
+    assert get(employee_client, "/accounts/enrol/")["Location"].startswith("/accounts/login/")
+
+
+def test_deactivating_after_a_password_change_ends_that_session(
+    employee, employee_client, admin_user
+):
+    change_password(employee_client)
+
+    deactivate_user(actor=admin_user, user=employee)
+
+    assert not Session.objects.filter(session_key=session_key(employee_client)).exists()
+    assert get(employee_client, "/accounts/")["Location"].startswith("/accounts/login/")
