@@ -70,7 +70,7 @@ class UserAdmin(DjangoUserAdmin):
         "last_login",
     )
     list_filter = ("is_active", "is_staff", "is_superuser", "groups")
-    actions = ["reset_two_factor", "deactivate"]
+    actions = ["reset_two_factor", "unlock_sign_in", "deactivate"]
 
     def get_readonly_fields(self, request, obj=None):
         """Only a superuser grants superuser status or single permissions; nobody changes
@@ -180,6 +180,18 @@ class UserAdmin(DjangoUserAdmin):
                 "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
             },
         )
+
+    @admin.action(description="Unlock sign-in of the selected users", permissions=["change"])
+    def unlock_sign_in(self, request, queryset):
+        users, refused = _split_by_manageable(request, queryset)
+        for user in users:
+            services.unlock_sign_in(actor=request.user, user=user)
+        self.message_user(
+            request,
+            f"Sign-in unlocked for {len(users)} user(s); they can sign in again now.",
+            messages.SUCCESS,
+        )
+        _warn_skipped(self, request, refused)
 
     @admin.action(
         description="Deactivate the selected users and sign them out", permissions=["change"]

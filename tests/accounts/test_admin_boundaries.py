@@ -248,3 +248,42 @@ def test_an_admin_gives_a_group_of_their_own_only_permissions_they_have(admin_cl
     assert not Group.objects.filter(name="Readers").exists()
     assert allowed.status_code == 302
     assert list(Group.objects.get(name="Helpdesk").permissions.all()) == [view_user]
+
+
+def test_an_admin_unlocks_an_employees_sign_in_but_not_a_superusers(
+    admin_client, superuser, employee
+):
+    def fail(username):
+        return Client().post(
+            "/accounts/login/",
+            {"username": username, "password": "wrong password 123"},
+            REMOTE_ADDR="10.2.2.9",
+            secure=True,
+        )
+
+    def sign_in(username):
+        return Client().post(
+            "/accounts/login/",
+            {"username": username, "password": PASSWORD},
+            REMOTE_ADDR="10.2.2.9",
+            secure=True,
+        )
+
+    for _ in range(5):
+        fail("alice")
+        fail("root")
+    assert sign_in("alice").status_code == 429
+
+    response = post(
+        admin_client,
+        USERS,
+        {"action": "unlock_sign_in", "_selected_action": [superuser.pk, employee.pk]},
+    )
+
+    assert sign_in("alice").status_code == 302
+    assert sign_in("root").status_code == 429
+    said = messages_of(response)
+    assert "Sign-in unlocked for 1 user(s)" in said
+    assert "Skipped root" in said
+    (event,) = AuditEvent.objects.filter(action="lockout.cleared")
+    assert (event.actor_username, event.target) == ("adam", f"auth.user:{employee.pk}")
