@@ -210,6 +210,7 @@ def check_code(request, device, code: str, *, kind: str) -> Verification:
     return Verification(True)
 
 
+@transaction.atomic
 def verify_second_factor(request, code: str) -> Verification:
     """Check a code from the authenticator app or a backup code, and mark the session
     verified when it is right. Records otp.success / backup_code.used / otp.failure /

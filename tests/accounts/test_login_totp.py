@@ -58,14 +58,16 @@ def test_the_full_sign_in_with_a_computed_code_reaches_the_page(employee, enroll
 
 def test_the_session_key_changes_at_each_step(employee, enrolled):
     client = Client()
+    # A session that exists before sign-in (as a planted one would): it must not survive.
+    before = client.session.session_key
     get(client, "/accounts/login/")
-    before = client.cookies.get("__Host-session")
     sign_in_with_password(client, employee)
     after_password = client.cookies["__Host-session"].value
     post(client, "/accounts/verify/", {"code": totp_code(enrolled)})
     after_code = client.cookies["__Host-session"].value
 
-    assert before is None or before.value != after_password
+    assert before is not None
+    assert before != after_password
     assert after_password != after_code
 
 
@@ -263,3 +265,31 @@ def test_a_backup_code_still_signs_in_while_the_authenticator_is_paused(employee
 
     assert response.status_code == 302
     assert get(owner, "/accounts/").status_code == 200
+
+
+def test_a_right_code_is_not_spent_when_its_sign_in_cannot_be_recorded(
+    employee, enrolled, monkeypatch
+):
+    """Verification is one transaction: if its audit event cannot be written, the code
+    is not used up and the session stays unverified, so the same code works on retry."""
+    from accounts import services
+
+    client = Client()
+    sign_in_with_password(client, employee)
+    code = totp_code(enrolled)
+    real_record = services.record
+
+    def audit_down(action, **kwargs):
+        if action == "otp.success":
+            raise RuntimeError("the audit log is not answering")
+        return real_record(action, **kwargs)
+
+    monkeypatch.setattr(services, "record", audit_down)
+    client.raise_request_exception = False
+    assert post(client, "/accounts/verify/", {"code": code}).status_code == 500
+    enrolled.refresh_from_db()
+    assert enrolled.last_t == -1
+
+    monkeypatch.setattr(services, "record", real_record)
+    assert post(client, "/accounts/verify/", {"code": code}).status_code == 302
+    assert get(client, "/accounts/").status_code == 200
