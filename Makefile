@@ -12,7 +12,7 @@ TORCH_CPU ?= torch==2.13.0
 PYTEST_ARGS ?=
 TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: run test test-fast test-postgres browser model install install-dev torch secrets cert migrate static lint format clean bench
+.PHONY: run test test-fast test-postgres test-dtypes browser systemd-analyze model install install-dev torch secrets cert migrate static lint format clean bench
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -89,13 +89,34 @@ browser:
 	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver \
 	  || { echo "Could not install chromium: run 'apt-get install chromium chromium-driver' as root." >&2; exit 1; }
 
-# The whole suite: lint, unit tests, system tests (real processes) and browser tests,
-# then the database-facing unit tests once more on PostgreSQL.
-test: install-dev lint browser
+# systemd-analyze, for `systemd-analyze verify` of the units in deploy/systemd (Debian's
+# systemd package; nothing is started, the machine's init stays as it is).
+systemd-analyze:
+	@if command -v systemd-analyze >/dev/null 2>&1; then exit 0; fi; \
+	echo "Installing Debian's systemd for systemd-analyze"; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+	$$SUDO apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends systemd \
+	  || { echo "Could not install systemd-analyze: run 'apt-get install systemd' as root." >&2; exit 1; }
+
+# The whole suite: lint, unit tests, system tests (real processes) and browser tests, then
+# the engine and scheduler tests in each dtype and the database-facing unit tests once more
+# on PostgreSQL.
+test: install-dev lint browser systemd-analyze
 	$(PY) -m core.keys
 	$(PY) manage.py prepare_model
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) test-dtypes
 	$(MAKE) test-postgres
+
+# The engine and scheduler tests in bfloat16 and in float32, whatever this CPU would pick
+# (bfloat16 where it computes it natively, float32 elsewhere): production runs both.
+test-dtypes: install-dev
+	@for dtype in bfloat16 float32; do \
+	  echo "Engine and scheduler tests with LLM_DTYPE=$$dtype"; \
+	  LLM_DTYPE=$$dtype $(PY) -m pytest -p no:cacheprovider \
+	    tests/chat/test_engine.py tests/chat/test_scheduler.py $(PYTEST_ARGS) || exit 1; \
+	done
 
 # Unit tests whose behaviour depends on the database (append-only triggers, row locks,
 # JSON lookups) against PostgreSQL. Under CI=true an unreachable server is a failure.

@@ -8,7 +8,6 @@ reviewer of each file looks for.
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ from project.management.commands.env_reference import (
     regenerate,
 )
 from tests.support.server import REPO
+from tests.support.services import require_tool
 
 COMPOSE_FILE = REPO / "compose.yaml"
 COMPOSE_SCHEMA = REPO / "deploy" / "schema" / "compose-spec.json"
@@ -281,9 +281,11 @@ def test_the_worker_unit_runs_one_worker_on_the_gpu_it_is_named_after():
     assert any(value.startswith("char-nvidia-frontend ") for value in directives["DeviceAllow"])
 
 
+SYSTEMD_ANALYZE_HINT = "`make test` installs it; or run 'apt-get install systemd' as root"
+
+
 def test_systemd_accepts_the_units(tmp_path):
-    if shutil.which("systemd-analyze") is None:
-        pytest.skip("systemd-analyze is not installed")
+    require_tool("systemd-analyze", SYSTEMD_ANALYZE_HINT)
     # verify checks that ExecStart's program exists: point it at this checkout.
     for unit in (WEB_UNIT, WORKER_UNIT):
         text = unit.read_text(encoding="utf-8")
@@ -302,6 +304,14 @@ def test_systemd_accepts_the_units(tmp_path):
 
     # systemd only warns about a directive it cannot parse, so any output is a failure.
     assert result.returncode == 0 and result.stdout + result.stderr == "", result.stderr
+
+
+def test_under_ci_a_missing_systemd_analyze_fails_instead_of_skipping(monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.setenv("PATH", "")
+
+    with pytest.raises(pytest.fail.Exception, match="systemd-analyze is not installed"):
+        require_tool("systemd-analyze", SYSTEMD_ANALYZE_HINT)
 
 
 def test_the_env_file_example_names_only_variables_the_settings_read():

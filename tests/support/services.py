@@ -1,11 +1,12 @@
-"""Reaching the PostgreSQL and Redis servers that tests of the production profile need."""
+"""Reaching the PostgreSQL and Redis servers that tests of the production profile need, and
+the tools some tests run. The probes are the bench's own (chat/bench/loopback.py)."""
 
-import os
+import shutil
 
-import psycopg
 import pytest
-import redis
 
+from chat.bench.loopback import environ_without_profile as environ_without_profile
+from chat.bench.loopback import postgres_unreachable, redis_unreachable
 from core.env import env_bool
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -17,22 +18,11 @@ def running_in_ci() -> bool:
 
 
 def postgres_answers(url: str) -> bool:
-    try:
-        with psycopg.connect(url, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error:
-        return False
-    return True
+    return postgres_unreachable(url) is None
 
 
 def redis_answers(url: str) -> bool:
-    try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=3)
-        client.ping()
-        client.close()
-    except redis.RedisError:
-        return False
-    return True
+    return redis_unreachable(url) is None
 
 
 def require(name: str, url: str, answers: bool, hint: str) -> None:
@@ -45,20 +35,24 @@ def require(name: str, url: str, answers: bool, hint: str) -> None:
     pytest.skip(message)
 
 
+def require_tool(name: str, hint: str) -> str:
+    """The path of the program ``name``; skip when it is missing on a developer machine, fail
+    under CI=true."""
+    found = shutil.which(name)
+    if found is not None:
+        return found
+    message = f"{name} is not installed ({hint})."
+    if running_in_ci():
+        pytest.fail(f"{message} CI=true requires it.", pytrace=False)
+    pytest.skip(message)
+
+
 def throwaway_database(server_url: str):
     """A new, empty PostgreSQL database on the server at ``server_url``, dropped afterwards
     (the bench's helper, under a name of the tests' own)."""
     from chat.bench.site import throwaway_database as create
 
     return create(server_url, prefix="chat_test")
-
-
-def environ_without_profile() -> dict[str, str]:
-    """The current environment minus anything that would select a profile or a key."""
-    names = {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "CHAT_ENCRYPTION_KEYS", "AUDIT_HMAC_KEY"}
-    names |= {"TLS_CERT", "TLS_KEY", "TLS_CHAIN", "VAR_DIR", "INTERNAL_NETWORKS"}
-    names |= {"TRUSTED_PROXIES", "ALLOWED_HOSTS", "PORT", "BIND", "DEBUG", "LLM_MODEL"}
-    return {key: value for key, value in os.environ.items() if key not in names}
 
 
 if __name__ == "__main__":
