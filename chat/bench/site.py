@@ -8,52 +8,29 @@ stopped (its whole process group) when the phase ends, also on errors and Ctrl-C
 
 import asyncio
 import contextlib
-import html
 import http.client
-import http.cookiejar
 import json
 import os
-import re
 import secrets
 import signal
-import socket
 import ssl
 import subprocess
 import sys
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 
-from accounts.models import authenticator_code
 from chat.bench.local import prompt_for
+from chat.bench.loopback import SignedInClient, environ_without_profile, free_port
+
+# bench_chat and loadtest ask this module whether PostgreSQL and Redis answer.
+from chat.bench.loopback import services_answer as services_answer
 from chat.bench.metrics import Stream, peak_rss_mb, summarise
 
 REPO = Path(settings.BASE_DIR)
-# Variables that select a profile, a key or an address: a bench site sets its own.
-PROFILE_VARIABLES = {
-    "DATABASE_URL",
-    "REDIS_URL",
-    "SECRET_KEY",
-    "CHAT_ENCRYPTION_KEYS",
-    "AUDIT_HMAC_KEY",
-    "TLS_CERT",
-    "TLS_KEY",
-    "TLS_CHAIN",
-    "VAR_DIR",
-    "INTERNAL_NETWORKS",
-    "TRUSTED_PROXIES",
-    "ALLOWED_HOSTS",
-    "PORT",
-    "BIND",
-    "DEBUG",
-    "LLM_MODEL",
-    "EMBEDDED_WORKER",
-}
 START_TIMEOUT = 180
 FRAME_TIMEOUT = 120
 LEVEL_TIMEOUT = 900
@@ -90,12 +67,6 @@ def _run(args: list[str], env: dict, *, stdin: str = "", timeout: float = 300) -
     return result.stdout
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def throwaway_database(server_url: str, prefix: str = "bench") -> Iterator[str]:
     """CREATE DATABASE <prefix>_<hex> on the server, dropped (WITH FORCE) afterwards."""
@@ -111,33 +82,13 @@ def throwaway_database(server_url: str, prefix: str = "bench") -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def services_answer(postgres_url: str, redis_url: str) -> str | None:
-    """None when both servers answer, else why not."""
-    try:
-        import psycopg
-
-        with psycopg.connect(postgres_url, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except Exception as exc:
-        return f"PostgreSQL at {postgres_url}: {exc}"
-    try:
-        import redis
-
-        client = redis.Redis.from_url(redis_url, socket_connect_timeout=3)
-        client.ping()
-        client.close()
-    except Exception as exc:
-        return f"Redis at {redis_url}: {exc}"
-    return None
-
-
 class Site:
     """A served site on its own VAR_DIR; ``worker_pid`` is the process running the model."""
 
     def __init__(self, var_dir: Path, model_dir: Path, extra_env: dict[str, str]):
         self.var_dir = var_dir
         self.port = free_port()
-        self.env = {k: v for k, v in os.environ.items() if k not in PROFILE_VARIABLES}
+        self.env = environ_without_profile()
         self.env.update(
             {
                 "VAR_DIR": str(var_dir),
@@ -256,43 +207,7 @@ class Site:
     def sign_in(self, username: str) -> str:
         """Password, then the first-time enrolment with a TOTP code from the shown key;
         returns the session's Cookie header."""
-        jar = http.cookiejar.CookieJar()
-        opener = urllib.request.build_opener(
-            urllib.request.HTTPSHandler(context=self.tls_context()),
-            urllib.request.HTTPCookieProcessor(jar),
-        )
-
-        def get(path: str) -> str:
-            with opener.open(self.base_url + path, timeout=60) as response:
-                return response.read().decode()
-
-        def post(path: str, page: str, fields: dict) -> str:
-            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
-            if token is None:
-                raise BenchError(f"no CSRF token on the page before {path}: {page[:300]}")
-            data = urllib.parse.urlencode({"csrfmiddlewaretoken": token.group(1), **fields})
-            # Always this site's own https://localhost address.
-            request = urllib.request.Request(  # noqa: S310
-                self.base_url + path,
-                data=data.encode(),
-                headers={"Origin": self.base_url, "Referer": self.base_url + path},
-            )
-            with opener.open(request, timeout=60) as response:
-                return response.read().decode()
-
-        page = post(
-            "/accounts/login/",
-            get("/accounts/login/"),
-            {"username": username, "password": PASSWORD},
-        )
-        key = re.search(r'class="secret-key"[^>]*><code>([^<]+)</code>', page)
-        if key is None:
-            raise BenchError(f"{username}: no enrolment page after the password: {page[:300]}")
-        code = authenticator_code(html.unescape(key.group(1)).replace(" ", ""))
-        page = post("/accounts/enrol/", page, {"code": code})
-        if "data-backup-codes" not in page:
-            raise BenchError(f"{username}: enrolment failed: {page[:300]}")
-        return "; ".join(f"{c.name}={c.value}" for c in jar)
+        return SignedInClient(self).sign_in(username, PASSWORD).cookie_header()
 
     # --- Websockets -----------------------------------------------------------------------
 

@@ -1,17 +1,14 @@
 """The worker's own bookkeeping, without a model."""
 
 import asyncio
-import contextlib
 import uuid
 
 import pytest
-from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
-from django.db import connections
 
 from chat.inference import registry
 from chat.inference.worker import Generation, InferenceWorker
-from tests.support.inference import ScriptedEngine, ScriptedScheduler
+from tests.support.inference import ScriptedScheduler, running_worker
 
 
 class LayerThatAcceptsMeanwhile:
@@ -38,14 +35,6 @@ async def test_text_is_flushed_while_new_requests_arrive():
     await worker._flush(now=1.0)
 
     assert [channel for channel, _ in worker.layer.sent] == ["reply-0", "reply-1", "reply-2"]
-
-
-async def _started(worker):
-    for _ in range(300):
-        if worker.state == "ready":
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the worker did not start")
 
 
 async def _until(condition, what):
@@ -81,21 +70,13 @@ async def test_requests_arriving_together_at_an_idle_worker_start_in_the_same_st
                 admitted_per_step.append(list(self._waiting))
             return super().step()
 
-    worker = InferenceWorker(name="w", engine_factory=ScriptedEngine, scheduler_factory=Recording)
-    task = asyncio.create_task(worker.run())
-    try:
-        await _started(worker)
+    async with running_worker("w", scheduler_factory=Recording) as worker:
         layer = get_channel_layer()
         reply_to = await layer.new_channel()
         await layer.send(registry.REQUESTS_CHANNEL, _generate("first", reply_to))
         await _until(lambda: "first" in worker.generations, "the first request is accepted")
         await layer.send(registry.REQUESTS_CHANNEL, _generate("second", reply_to))
         await _until(lambda: admitted_per_step, "a step runs")
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await sync_to_async(connections.close_all)()
 
     # Without the window, the first step would have started with the first request alone.
     assert admitted_per_step[0] == ["first", "second"]
@@ -118,21 +99,13 @@ async def test_a_newcomer_is_accepted_while_a_step_runs(monkeypatch):
             seen_at_step_end.append(set(worker.generations))
             return events
 
-    worker = InferenceWorker(name="w", engine_factory=ScriptedEngine, scheduler_factory=Slow)
-    task = asyncio.create_task(worker.run())
-    try:
-        await _started(worker)
+    async with running_worker("w", scheduler_factory=Slow) as worker:
         layer = get_channel_layer()
         reply_to = await layer.new_channel()
         await layer.send(registry.REQUESTS_CHANNEL, _generate("first", reply_to))
         await asyncio.wait_for(stepping.wait(), 5)
         await layer.send(registry.REQUESTS_CHANNEL, _generate("second", reply_to))
         await _until(lambda: len(seen_at_step_end) >= 2, "two steps have run")
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await sync_to_async(connections.close_all)()
 
     # Its prompt was encoded beside the first step, not after it: it was in by that step's
     # end, ready to join the next one.

@@ -17,11 +17,10 @@ from django.db import connections
 from django.test import Client
 from prometheus_client import REGISTRY
 
-from chat.inference.worker import InferenceWorker
-from chat.management.commands import inference_worker
 from chat.inference import metrics
+from chat.management.commands import inference_worker
 from core import metrics_endpoint
-from tests.support.inference import ScriptedEngine, ScriptedScheduler
+from tests.support.inference import ScriptedScheduler, running_worker
 from tests.support.personas import login_2fa
 
 ORIGIN = b"https://localhost:8443"
@@ -30,24 +29,6 @@ REPLY_WORDS = len(ScriptedScheduler.reply.split(" "))
 
 def sample(name, **labels) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-@contextlib.asynccontextmanager
-async def running_worker(name="metrics-worker"):
-    worker = InferenceWorker(
-        name=name, engine_factory=ScriptedEngine, scheduler_factory=ScriptedScheduler
-    )
-    task = asyncio.create_task(worker.run())
-    for _ in range(200):
-        if worker.state == "ready":
-            break
-        await asyncio.sleep(0.01)
-    try:
-        yield worker
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def chat_round_trip(user, content: str) -> list[dict]:

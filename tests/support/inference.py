@@ -3,19 +3,22 @@
 They answer with given text instead of running a model: the real engine cannot be steered
 to exact bytes, and these tests are about the socket, the worker's messages and storage.
 The real model is exercised by tests/chat/test_engine.py, test_scheduler.py and the system
-and browser tests.
+and browser tests. ``running_worker`` runs the real InferenceWorker in the test's event loop
+with them.
 """
 
+import asyncio
+import contextlib
+import logging
 import threading
 import time
-from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+from django.db import connections
 
 from chat.inference.scheduler import QueueFull, StepEvent
 
-
-@dataclass(frozen=True)
-class ScriptedParams:
-    max_new_tokens: int
+WORKER_START_TIMEOUT_SECONDS = 10
 
 
 class ScriptedEngine:
@@ -104,3 +107,58 @@ class ScriptedScheduler:
             prompt_tokens=self._prompt[request_id],
             completion_tokens=self._sent[request_id],
         )
+
+
+class _Recorded(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(f"{record.levelname} {record.name}: {record.getMessage()}")
+        if record.exc_info:
+            self.lines.append(logging.Formatter().formatException(record.exc_info))
+
+
+@contextlib.asynccontextmanager
+async def running_worker(
+    name="test-worker",
+    *,
+    engine_factory=ScriptedEngine,
+    scheduler_factory=ScriptedScheduler,
+    timeout=WORKER_START_TIMEOUT_SECONDS,
+):
+    """The real InferenceWorker, scripted by default, running in this event loop; entered
+    once it is ready, cancelled on exit.
+
+    Raises AssertionError, with the end of what the worker logged, when it fails or is not
+    ready within ``timeout`` seconds."""
+    from chat.inference.worker import InferenceWorker
+
+    worker = InferenceWorker(
+        name=name, engine_factory=engine_factory, scheduler_factory=scheduler_factory
+    )
+    recorded = _Recorded()
+    logger = logging.getLogger("chat.inference")
+    logger.addHandler(recorded)
+    task = asyncio.create_task(worker.run())
+    try:
+        deadline = time.monotonic() + timeout
+        while worker.state != "ready" and not task.done() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if worker.state != "ready":
+            ended = "stopped" if task.done() else f"was not ready within {timeout} s"
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                ended = f"stopped with {task.exception()!r}"
+            log = "\n".join(recorded.lines[-40:]) or "(nothing logged)"
+            raise AssertionError(
+                f"The inference worker {name} {ended} (state {worker.state!r}). "
+                f"The end of its log:\n{log}"
+            )
+        yield worker
+    finally:
+        logger.removeHandler(recorded)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        await sync_to_async(connections.close_all)()

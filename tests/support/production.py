@@ -1,5 +1,6 @@
-"""Pieces of the production profile for system tests: separate inference worker processes,
-waiting for readiness, and asking a question over a real TLS websocket."""
+"""Pieces of the production profile for system tests: separate inference worker processes
+started until they are ready, waiting for the site's health, and asking a question over a
+real TLS websocket."""
 
 import asyncio
 import json
@@ -13,15 +14,21 @@ import websockets
 
 from tests.support.server import REPO
 
+# Loading the model on a busy 2-core machine takes a while; a worker that never gets there
+# fails the test with its log, never hangs it.
+WORKER_START_TIMEOUT_SECONDS = 180
+LOG_TAIL_CHARACTERS = 4000
+
 
 class Worker:
-    """A `manage.py inference_worker` process in a process group of its own."""
+    """A `manage.py inference_worker --name NAME` process in a process group of its own."""
 
-    def __init__(self, env, log_path):
+    def __init__(self, env, log_path, name):
+        self.name = name
         self.log_path = log_path
         with open(log_path, "w") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "manage.py", "inference_worker"],
+                [sys.executable, "manage.py", "inference_worker", "--name", name],
                 cwd=REPO,
                 env=env,
                 stdout=log,
@@ -31,6 +38,9 @@ class Worker:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def log_tail(self) -> str:
+        return self.log()[-LOG_TAIL_CHARACTERS:]
 
     def kill(self):
         os.killpg(self.process.pid, signal.SIGKILL)
@@ -45,19 +55,61 @@ class Worker:
                 self.kill()
 
 
+def _health(site) -> tuple[int | None, dict | str]:
+    try:
+        return site.json("/healthz")
+    except OSError as error:
+        return None, str(error)
+
+
+def _lists_ready(body, name: str) -> bool:
+    """Whether /healthz's body shows the worker ``name`` ready; a body without details (a
+    client outside METRICS_NETWORKS) counts as showing it once the status is 200."""
+    if not isinstance(body, dict) or "checks" not in body:
+        return True
+    workers = body["checks"].get("inference", {}).get("workers", [])
+    return any(w["name"] == name and w["state"] == "ready" for w in workers)
+
+
+def start_worker(site, name, *, timeout=WORKER_START_TIMEOUT_SECONDS) -> Worker:
+    """Start an inference worker named ``name`` with ``site.env`` (its log in
+    ``site.var_dir``) and return it once /healthz answers 200 with it ready.
+
+    Raises AssertionError, with the end of the worker's log, when the worker exits first or
+    is not ready within ``timeout`` seconds; the worker is stopped then."""
+    worker = Worker(site.env, site.var_dir / f"{name}.log", name)
+    deadline = time.monotonic() + timeout
+    status, body = None, ""
+    try:
+        while time.monotonic() < deadline:
+            if worker.process.poll() is not None:
+                raise AssertionError(
+                    f"The inference worker {name} exited {worker.process.returncode} before "
+                    f"/healthz showed it ready. The end of its log:\n{worker.log_tail()}"
+                )
+            status, body = _health(site)
+            if status == 200 and _lists_ready(body, name):
+                return worker
+            time.sleep(0.5)
+        raise AssertionError(
+            f"The inference worker {name} was not ready in /healthz within {timeout} s "
+            f"(last answer: {status} {body}). The end of its log:\n{worker.log_tail()}"
+        )
+    except BaseException:
+        worker.stop()
+        raise
+
+
 def wait_until_ready(site, timeout=120):
     """/healthz answers 200 (database, channel layer and a ready worker); its body."""
     deadline = time.monotonic() + timeout
-    body = None
+    status, body = None, ""
     while time.monotonic() < deadline:
-        try:
-            status, body = site.json("/healthz")
-        except OSError as error:
-            status, body = None, str(error)
+        status, body = _health(site)
         if status == 200:
             return body
         time.sleep(0.5)
-    raise AssertionError(f"not ready within {timeout} s: {body}")
+    raise AssertionError(f"/healthz did not answer 200 within {timeout} s: {status} {body}")
 
 
 def connect(site, cookie):

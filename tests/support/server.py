@@ -10,9 +10,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from chat.bench.loopback import free_port as free_port
 from tests.support.services import environ_without_profile
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,15 +67,10 @@ class ServedSite:
     port: int
     var_dir: Path
     log_path: Path
-    env_overrides: dict[str, str] = field(default_factory=dict)
 
     @property
     def ca_cert(self) -> Path:
         return self.var_dir / "tls" / "ca.crt"
-
-    @property
-    def base_url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -104,19 +100,6 @@ class ServedSite:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-
-    def restart(self) -> None:
-        """Stop the web process and start a new one on the same port and state."""
-        self.stop()
-        with self.log_path.open("a") as log:
-            log.write("--- restarted\n")
-            self.process = subprocess.Popen(
-                [sys.executable, "manage.py", "serve", "--port", str(self.port)],
-                cwd=REPO,
-                env=site_environment(self.var_dir, **self.env_overrides),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
 
     def json(self, path: str) -> tuple[int, dict]:
         status, _, body = self.request(path)
@@ -150,18 +133,9 @@ def served_site(var_dir: Path, port: int, **env_overrides: str) -> Iterator[Serv
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    site = ServedSite(
-        process=process, port=port, var_dir=var_dir, log_path=log_path, env_overrides=env_overrides
-    )
+    site = ServedSite(process=process, port=port, var_dir=var_dir, log_path=log_path)
     try:
         _wait_until_serving(site)
         yield site
     finally:
-        # The site's process, which a test may have replaced by restarting it.
         site.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

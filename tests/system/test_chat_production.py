@@ -8,8 +8,8 @@ import time
 import psycopg
 import pytest
 
-from tests.support.browserless import SignedInClient
-from tests.support.production import Worker, ask, connect, wait_until_ready
+from chat.bench.loopback import SignedInClient
+from tests.support.production import ask, connect, start_worker, wait_until_ready
 from tests.support.server import free_port, manage, served_site, site_environment
 from tests.support.services import throwaway_database
 
@@ -27,9 +27,8 @@ def production(tmp_path_factory, postgres_server_url, redis_server_url):
             site.env = site_environment(var_dir, **env)
             manage("createuser", "paula", "--password-stdin", env=site.env, stdin=PASSWORD)
             manage("createuser", "quinn", "--password-stdin", env=site.env, stdin=PASSWORD)
-            site.workers = [Worker(site.env, var_dir / "worker-1.log")]
+            site.workers = [start_worker(site, "worker-1")]
             try:
-                wait_until_ready(site)
                 yield site
             finally:
                 for worker in site.workers:
@@ -127,8 +126,7 @@ def test_killing_the_worker_mid_answer_ends_with_an_error_and_keeps_the_partial_
     assert text
 
     # A new worker takes over the next question.
-    production.workers.append(Worker(production.env, production.var_dir / "worker-2.log"))
-    wait_until_ready(production)
+    production.workers.append(start_worker(production, "worker-2"))
     frames, text = asyncio.run(
         ask(
             production,

@@ -9,9 +9,9 @@ import time
 import pytest
 import websockets
 
-from tests.support.browserless import SignedInClient
+from chat.bench.loopback import SignedInClient
 from tests.support.clusters import ThrowawayPostgres, ThrowawayRedis
-from tests.support.production import Worker, ask, ask_on, connect, wait_until_ready
+from tests.support.production import ask, ask_on, connect, start_worker, wait_until_ready
 from tests.support.server import free_port, manage, served_site, site_environment
 from tests.support.services import throwaway_database
 
@@ -50,11 +50,10 @@ class Production:
         self._served = served_site(self.var_dir, free_port(), **self.env_overrides)
         self.site = self._served.__enter__()
         self.site.env = site_environment(self.var_dir, **self.env_overrides)
-        self.worker = Worker(self.site.env, self.var_dir / "worker.log")
         try:
-            wait_until_ready(self.site)
+            self.worker = start_worker(self.site, "worker")
         except BaseException:
-            self.__exit__(None, None, None)
+            self._served.__exit__(None, None, None)
             raise
         return self
 
