@@ -8,7 +8,7 @@ import time
 import psycopg
 import pytest
 
-from chat.bench.loopback import SignedInClient
+from tests.support.browserless import SignedInClient
 from tests.support.production import ask, connect, start_worker, wait_until_ready
 from tests.support.server import free_port, manage, served_site, site_environment
 from tests.support.services import throwaway_database

@@ -9,7 +9,7 @@ import time
 import pytest
 import websockets
 
-from chat.bench.loopback import SignedInClient
+from tests.support.browserless import SignedInClient
 from tests.support.clusters import ThrowawayPostgres, ThrowawayRedis
 from tests.support.production import ask, ask_on, connect, start_worker, wait_until_ready
 from tests.support.server import free_port, manage, served_site, site_environment
