@@ -20,7 +20,7 @@ from accounts.roles import may_chat
 from accounts.websocket import REFUSAL_HOLDER, VerifiedSessionConsumer
 from audit.log import record_probe
 from chat import protocol, services
-from chat.inference import registry
+from chat.inference import messages, registry
 from chat.inference.worker import ensure_embedded_worker
 from core import metrics
 
@@ -175,25 +175,23 @@ class ChatConsumer(VerifiedSessionConsumer):
         )
         self.streams[request_id] = stream
         await self.send_json(
-            {
-                "type": "chat.started",
-                "conversation": stream.conversation_id,
-                "message": stream.message_id,
-                "model": turn.answer.model_name,
-                "client_id": client_id,
-            }
+            protocol.chat_started(
+                conversation=stream.conversation_id,
+                message=stream.message_id,
+                model=turn.answer.model_name,
+                client_id=client_id,
+            )
         )
         try:
             await self.channel_layer.send(
-                registry.REQUESTS_CHANNEL,
-                {
-                    "type": "inference.generate",
-                    "request_id": request_id,
-                    "reply_to": self.channel_name,
-                    "message_id": stream.message_id,
-                    "messages": turn.history,
-                    "params": frame.params,
-                },
+                messages.REQUESTS_CHANNEL,
+                messages.generate(
+                    request_id=request_id,
+                    reply_to=self.channel_name,
+                    message_id=stream.message_id,
+                    messages=turn.history,
+                    params=frame.params,
+                ),
             )
         except OUTAGES:
             # The question is stored; its answer never started: end it as failed.
@@ -205,12 +203,7 @@ class ChatConsumer(VerifiedSessionConsumer):
                 protocol.ProtocolError(protocol.UNAVAILABLE, UNAVAILABLE_DETAIL, client_id).frame()
             )
             await self.send_json(
-                {
-                    "type": "chat.done",
-                    "message": stream.message_id,
-                    "finish_reason": "error",
-                    "usage": {},
-                }
+                protocol.chat_done(message=stream.message_id, finish_reason="error")
             )
 
     def _running_generations(self) -> int:
@@ -258,9 +251,7 @@ class ChatConsumer(VerifiedSessionConsumer):
         )
 
     async def _cancel(self, worker_channel: str, request_id: str) -> None:
-        await self.channel_layer.send(
-            worker_channel, {"type": "inference.cancel", "request_id": request_id}
-        )
+        await self.channel_layer.send(worker_channel, messages.cancel(request_id=request_id))
 
     # --- messages from the worker ---------------------------------------------------------
 
@@ -279,21 +270,18 @@ class ChatConsumer(VerifiedSessionConsumer):
             return
         stream.last_news = time.monotonic()
         stream.parts.append(event["text"])
-        await self.send_json(
-            {"type": "chat.delta", "message": stream.message_id, "text": event["text"]}
-        )
+        await self.send_json(protocol.chat_delta(message=stream.message_id, text=event["text"]))
 
     async def inference_done(self, event):
         stream = self.streams.pop(event["request_id"], None)
         if stream is None:
             return
         await self.send_json(
-            {
-                "type": "chat.done",
-                "message": stream.message_id,
-                "finish_reason": event["finish_reason"],
-                "usage": event.get("usage") or {},
-            }
+            protocol.chat_done(
+                message=stream.message_id,
+                finish_reason=event["finish_reason"],
+                usage=event.get("usage"),
+            )
         )
 
     async def inference_rejected(self, event):
@@ -303,7 +291,7 @@ class ChatConsumer(VerifiedSessionConsumer):
         await database_sync_to_async(services.finish_answer)(
             message_id=stream.message_id, content="", finish_reason="error"
         )
-        code = protocol.BUSY if event.get("code") == "busy" else protocol.INTERNAL
+        code = protocol.BUSY if event.get("code") == messages.BUSY else protocol.INTERNAL
         await self.send_json(
             protocol.ProtocolError(
                 code,
@@ -311,14 +299,7 @@ class ChatConsumer(VerifiedSessionConsumer):
                 stream.client_id,
             ).frame()
         )
-        await self.send_json(
-            {
-                "type": "chat.done",
-                "message": stream.message_id,
-                "finish_reason": "error",
-                "usage": {},
-            }
-        )
+        await self.send_json(protocol.chat_done(message=stream.message_id, finish_reason="error"))
 
     # --- streams that go quiet ------------------------------------------------------------
 
@@ -358,11 +339,4 @@ class ChatConsumer(VerifiedSessionConsumer):
             content="".join(stream.parts),
             finish_reason="error",
         )
-        await self.send_json(
-            {
-                "type": "chat.done",
-                "message": stream.message_id,
-                "finish_reason": "error",
-                "usage": {},
-            }
-        )
+        await self.send_json(protocol.chat_done(message=stream.message_id, finish_reason="error"))

@@ -1,8 +1,9 @@
-"""The frames between the browser and the chat socket (see DESIGN.md, "Browser <-> server").
+"""The frames between the browser and the chat socket (docs/architecture.md, "Frames").
 
 ``parse()`` turns a text frame into a ``ChatSend`` or ``ChatStop`` or raises
 ``ProtocolError`` with one of the stable error codes below; the consumer answers it with an
-``error`` frame and keeps the socket open.
+``error`` frame and keeps the socket open. ``chat_started()``, ``chat_delta()`` and
+``chat_done()`` build the frames the server sends, ``ProtocolError.frame()`` its errors.
 """
 
 import uuid
@@ -62,6 +63,32 @@ class ProtocolError(Exception):
         if self.client_id:
             frame["client_id"] = self.client_id
         return frame
+
+
+def chat_started(*, conversation: str, message: str, model: str, client_id: str) -> dict:
+    """An answer to the browser's ``chat.send`` (``client_id``) is being written."""
+    return {
+        "type": "chat.started",
+        "conversation": conversation,
+        "message": message,
+        "model": model,
+        "client_id": client_id,
+    }
+
+
+def chat_delta(*, message: str, text: str) -> dict:
+    """The next piece of the answer's text."""
+    return {"type": "chat.delta", "message": message, "text": text}
+
+
+def chat_done(*, message: str, finish_reason: str, usage: dict | None = None) -> dict:
+    """The answer ended and is stored; ``finish_reason`` is stop, length, cancelled or error."""
+    return {
+        "type": "chat.done",
+        "message": message,
+        "finish_reason": finish_reason,
+        "usage": usage or {},
+    }
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,8 @@ class Site:
                 "LLM_MODEL": str(model_dir),
                 "PYTHONUNBUFFERED": "1",
                 "DJANGO_SETTINGS_MODULE": "project.settings",
+                # The served port is the public one: the Origin checks compare it.
+                "PUBLIC_PORT": str(self.port),
                 **extra_env,
             }
         )

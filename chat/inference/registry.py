@@ -11,8 +11,10 @@ import time
 from django.conf import settings
 from django.core.cache import cache
 
+# Defined with the worker messages; importable from here as well.
+from chat.inference.messages import REQUESTS_CHANNEL as REQUESTS_CHANNEL
+
 REGISTRY_KEY = "inference.workers"
-REQUESTS_CHANNEL = "inference"
 
 
 def heartbeat_key(name: str) -> str:

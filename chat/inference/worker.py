@@ -1,16 +1,11 @@
 """The inference worker: takes requests from the channel layer, decodes them in one running
 batch, streams text back to whoever asked, and stores each finished answer.
 
-Messages (DESIGN.md, "Consumer <-> worker"):
-
-* in, on the shared ``inference`` channel: ``inference.generate {request_id, reply_to,
-  message_id, messages, params}``; a worker only takes one when it has room, so requests
-  wait in the channel for whichever worker frees up first;
-* in, on the worker's own channel: ``inference.cancel {request_id}``;
-* out, to ``reply_to``: ``inference.started {request_id, worker, model}``, ``inference.delta
-  {request_id, text}`` (coalesced to at most one per DELTA_INTERVAL), ``inference.done
-  {request_id, finish_reason, usage, time_to_first_token_ms, duration_ms}``, or
-  ``inference.rejected {request_id, code, detail}``.
+Its messages are built in ``chat.inference.messages`` (docs/architecture.md, "Worker
+messages"). It takes ``inference.generate`` from the shared requests channel only when it has
+room, so requests wait there for whichever worker frees up first; ``inference.cancel``
+arrives on its own channel; text goes back as ``inference.delta``, coalesced to at most one
+per DELTA_INTERVAL.
 
 The worker stores the answer itself before it sends ``inference.done``, so an answer is kept
 even when the browser went away. In the embedded profile the worker is a task on the web
@@ -36,7 +31,7 @@ from redis.exceptions import RedisError
 
 from audit.log import record
 from chat import services
-from chat.inference import metrics, registry
+from chat.inference import messages, metrics, registry
 from chat.inference.params import SamplingParams
 
 logger = logging.getLogger(__name__)
@@ -127,8 +122,15 @@ class InferenceWorker:
         with contextlib.suppress(Exception):
             await sync_to_async(registry.forget)(self.name)
         metrics.worker_stopped(self.name)
-        for generation in list(self.generations.values()):
-            await self._finish(generation, "error", {}, note="the worker was stopped")
+        unfinished = list(self.generations.values())
+        if unfinished:
+            logger.warning(
+                "Inference worker %s stopped with %d answers unfinished; they end as errors",
+                self.name,
+                len(unfinished),
+            )
+        for generation in unfinished:
+            await self._finish(generation, "error", {})
         if self.model_name:
             with contextlib.suppress(Exception):
                 await sync_to_async(record)(
@@ -167,8 +169,8 @@ class InferenceWorker:
     async def _take_requests(self) -> None:
         while True:
             await self._room.wait()
-            message = await self.layer.receive(registry.REQUESTS_CHANNEL)
-            if message.get("type") == "inference.generate":
+            message = await self.layer.receive(messages.REQUESTS_CHANNEL)
+            if message.get("type") == messages.GENERATE:
                 await self._accept(message)
             if not self._has_room():
                 self._room.clear()
@@ -176,7 +178,7 @@ class InferenceWorker:
     async def _take_control(self) -> None:
         while True:
             message = await self.layer.receive(self.channel)
-            if message.get("type") == "inference.cancel":
+            if message.get("type") == messages.CANCEL:
                 self.scheduler.cancel(message.get("request_id", ""))
                 self._work.set()
 
@@ -196,23 +198,17 @@ class InferenceWorker:
         except QueueFull:
             await self._send(
                 reply_to,
-                {
-                    "type": "inference.rejected",
-                    "request_id": request_id,
-                    "code": "busy",
-                    "detail": "Every place is taken.",
-                },
+                messages.rejected(
+                    request_id=request_id, code=messages.BUSY, detail="Every place is taken."
+                ),
             )
             return
         except (ValueError, KeyError) as exc:
             await self._send(
                 reply_to,
-                {
-                    "type": "inference.rejected",
-                    "request_id": request_id,
-                    "code": "bad_frame",
-                    "detail": str(exc),
-                },
+                messages.rejected(
+                    request_id=request_id, code=messages.BAD_REQUEST, detail=str(exc)
+                ),
             )
             return
         generation = Generation(request_id, reply_to, message["message_id"], time.monotonic())
@@ -230,12 +226,7 @@ class InferenceWorker:
             )
         await self._send(
             reply_to,
-            {
-                "type": "inference.started",
-                "request_id": request_id,
-                "worker": self.channel,
-                "model": self.model_name,
-            },
+            messages.started(request_id=request_id, worker=self.channel, model=self.model_name),
         )
         self._work.set()
 
@@ -284,10 +275,10 @@ class InferenceWorker:
                 generation.last_sent = now
                 await self._send(
                     generation.reply_to,
-                    {"type": "inference.delta", "request_id": generation.request_id, "text": text},
+                    messages.delta(request_id=generation.request_id, text=text),
                 )
 
-    async def _finish(self, generation: Generation, finish_reason: str, usage: dict, note=""):
+    async def _finish(self, generation: Generation, finish_reason: str, usage: dict):
         """Store the answer, then tell the asker (in that order: a reload sees it stored)."""
         ended = time.monotonic()
         ttft = (
@@ -314,25 +305,19 @@ class InferenceWorker:
         if generation.pending:
             await self._send(
                 generation.reply_to,
-                {
-                    "type": "inference.delta",
-                    "request_id": generation.request_id,
-                    "text": generation.pending,
-                },
+                messages.delta(request_id=generation.request_id, text=generation.pending),
             )
             generation.pending = ""
         generation.observed.finished(finish_reason)
         await self._send(
             generation.reply_to,
-            {
-                "type": "inference.done",
-                "request_id": generation.request_id,
-                "finish_reason": finish_reason,
-                "usage": usage,
-                "time_to_first_token_ms": ttft,
-                "duration_ms": duration,
-                "note": note,
-            },
+            messages.done(
+                request_id=generation.request_id,
+                finish_reason=finish_reason,
+                usage=usage,
+                time_to_first_token_ms=ttft,
+                duration_ms=duration,
+            ),
         )
 
     def _spawn(self, coroutine) -> None:

@@ -122,7 +122,8 @@ def _wait_until_serving(site: ServedSite) -> None:
 @contextlib.contextmanager
 def served_site(var_dir: Path, port: int, **env_overrides: str) -> Iterator[ServedSite]:
     """Prepare a fresh state directory and run `manage.py serve` on ``port`` until exit."""
-    env = site_environment(var_dir, **env_overrides)
+    # The served port is the public one: the CSRF and websocket Origin checks compare it.
+    env = site_environment(var_dir, **{"PUBLIC_PORT": str(port), **env_overrides})
     prepare_state(env)
     log_path = var_dir / "serve.log"
     with log_path.open("w") as log:
