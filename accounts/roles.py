@@ -14,7 +14,11 @@ import contextlib
 import contextvars
 import logging
 
+from django.contrib.auth.models import Group, Permission
+from django.db.models import Q
+
 from audit.access import READERS_GROUP
+from audit.log import record
 
 logger = logging.getLogger(__name__)
 
@@ -101,9 +105,6 @@ def group_rights(group) -> frozenset[str]:
 def rights(user) -> frozenset[str]:
     """Everything ``user`` may do through their groups, own permissions and staff status,
     whether or not the account is active now (an inactive account can be made active)."""
-    from django.contrib.auth.models import Permission
-    from django.db.models import Q
-
     if user.is_superuser:
         return frozenset({"superuser"})
     granted = _permission_names(
@@ -164,7 +165,6 @@ ROLE_GROUP_READ_ONLY = (
 
 def _refused(groups, operation: str, permissions) -> None:
     """Record group.change_refused for each (pk, name) of ``groups``."""
-    from audit.log import record
 
     for pk, name in sorted(groups):
         record(
@@ -198,8 +198,6 @@ def refuse_role_group_changes(sender, instance, action, reverse, model, pk_set, 
         "post_clear",
     }:
         return
-    from django.contrib.auth.models import Group, Permission
-
     operation = action.removeprefix("pre_").removeprefix("post_")
     if not reverse:
         # instance is a group; pk_set holds permission ids.

@@ -9,6 +9,8 @@ from django.shortcuts import render
 from django.urls import reverse
 from django_otp.admin import OTPAdminSite
 
+from audit.log import record_probe
+
 
 class IntranetAdminSite(OTPAdminSite):
     """OTPAdminSite that tells a verified, signed-in non-staff user (an employee) that the
@@ -33,8 +35,6 @@ class IntranetAdminSite(OTPAdminSite):
         return update_wrapper(inner, guarded)
 
     def refuse_outsider(self, request):
-        from audit.log import record_probe
-
         record_probe(
             "permission.denied",
             source=request.META.get("REMOTE_ADDR", ""),
