@@ -1,5 +1,6 @@
 """`manage.py serve` as a real process on a fresh state directory, reached over real TLS."""
 
+import asyncio
 import ipaddress
 import re
 import socket
@@ -7,9 +8,13 @@ import ssl
 import time
 
 import pytest
+import websockets
 from cryptography import x509
 
-from tests.support.server import free_port, served_site
+from tests.support.browserless import SignedInClient
+from tests.support.personas import PASSWORD
+from tests.support.production import connect
+from tests.support.server import free_port, manage, served_site, site_environment
 
 pytestmark = pytest.mark.system
 
@@ -143,3 +148,29 @@ def test_serve_prints_the_url_and_where_the_local_ca_is(site):
 
     assert f"https://127.0.0.1:{site.port}/" in log
     assert str(site.ca_cert) in log
+
+
+def test_a_websocket_message_over_one_mebibyte_is_closed_with_1009_and_a_reason(site):
+    manage(
+        "createuser",
+        "maxine",
+        "--password-stdin",
+        env=site_environment(site.var_dir),
+        stdin=PASSWORD,
+    )
+    cookie = SignedInClient(site).sign_in("maxine", PASSWORD).cookie_header()
+
+    async def send_too_much():
+        async with connect(site, cookie) as socket:
+            await socket.send("x" * (1024 * 1024 + 1))
+            try:
+                await asyncio.wait_for(socket.recv(), 20)
+            except websockets.ConnectionClosed as closed:
+                return closed.rcvd
+        return None
+
+    received = asyncio.run(send_too_much())
+
+    assert received is not None, "the server sent no close frame"
+    assert received.code == 1009
+    assert "exceeds payload limit" in received.reason

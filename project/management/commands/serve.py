@@ -71,13 +71,17 @@ class Command(BaseCommand):
         url = f"https://{display_host(bind)}:{port}/"
 
         def ready():
+            # daphne leaves autobahn's default of dropping the TCP connection on a message
+            # over its size limit (1 MiB); a close frame with 1009 and the reason lets the
+            # page say what happened. Read by each new connection, so set before any.
+            server.ws_factory.setProtocolOptions(failByDrop=False)
             self.stdout.write(f"Serving {settings.SITE_NAME} on {url}", ending="\n")
             self._announce_local_ca(cert)
             self.stdout.flush()
             # The embedded worker starts loading the model now rather than at the first chat.
             asyncio.get_event_loop().call_soon(ensure_embedded_worker_soon)
 
-        Server(
+        server = Server(
             application=get_default_application(),
             endpoints=[endpoint],
             signal_handlers=True,
@@ -86,7 +90,8 @@ class Command(BaseCommand):
             # The Server header would only tell an attacker what to look up.
             server_name="",
             verbosity=options["verbosity"],
-        ).run()
+        )
+        server.run()
 
     def _announce_local_ca(self, cert) -> None:
         """On first run with a generated certificate, say which CA a browser must trust."""
