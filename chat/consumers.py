@@ -40,6 +40,23 @@ UNAVAILABLE_DETAIL = (
 )
 
 
+def _not_ready(workers: list[dict], client_id: str) -> protocol.ProtocolError:
+    """Why no worker can take a message, from the states of those in the registry."""
+    states = {w.get("state") for w in workers}
+    if "loading" in states:
+        return protocol.ProtocolError(
+            protocol.LOADING,
+            "The assistant is starting up. Your message was not sent; try again in a minute.",
+            client_id,
+        )
+    return protocol.ProtocolError(
+        protocol.NO_WORKER,
+        "The assistant is not running right now. Your message was not sent; try again "
+        "in a minute, or tell your IT team if it stays like this.",
+        client_id,
+    )
+
+
 @dataclass
 class Stream:
     """An answer this socket is waiting for."""
@@ -123,14 +140,10 @@ class ChatConsumer(VerifiedSessionConsumer):
 
     async def _send_message(self, frame: protocol.ChatSend) -> None:
         client_id = frame.client_id
-        workers = await sync_to_async(registry.ready_workers)()
+        listed = await sync_to_async(registry.live_workers)()
+        workers = [w for w in listed if w.get("state") == "ready"]
         if not workers:
-            raise protocol.ProtocolError(
-                protocol.NO_WORKER,
-                "The assistant is not running right now. Your message was not sent; try again "
-                "in a minute, or tell your IT team if it stays like this.",
-                client_id,
-            )
+            raise _not_ready(listed, client_id)
         if not registry.has_room(workers):
             raise protocol.ProtocolError(
                 protocol.BUSY,

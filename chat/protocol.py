@@ -20,7 +20,8 @@ TOO_LARGE = "too_large"  # frame or message over the size limit
 UNKNOWN_TYPE = "unknown_type"
 NOT_FOUND = "not_found"  # no such conversation of yours
 BUSY = "busy"  # every worker's queue is full
-NO_WORKER = "no_worker"  # no inference worker is running
+NO_WORKER = "no_worker"  # no inference worker is running, or every one failed to start
+LOADING = "loading"  # workers are running but still loading their model; nothing was saved
 TOO_MANY_GENERATIONS = "too_many_generations"
 GENERATION_IN_PROGRESS = "generation_in_progress"
 NOTHING_TO_STOP = "nothing_to_stop"
@@ -35,6 +36,7 @@ ERROR_CODES = frozenset(
         NOT_FOUND,
         BUSY,
         NO_WORKER,
+        LOADING,
         TOO_MANY_GENERATIONS,
         GENERATION_IN_PROGRESS,
         NOTHING_TO_STOP,
