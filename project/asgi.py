@@ -16,55 +16,27 @@ django_application = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402 (needs the app registry)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import OriginValidator  # noqa: E402
-from django.conf import settings  # noqa: E402
-from django.utils.http import is_same_domain  # noqa: E402
 
 from accounts.websocket import AuditWebsocketRefusals, RequireVerifiedSession  # noqa: E402
 from core.network import InternalNetworkASGIMiddleware  # noqa: E402
+from core.origins import TrustedOriginValidator  # noqa: E402
 from project.routing import websocket_urlpatterns  # noqa: E402
 
 
-class TrustedOriginValidator(OriginValidator):
-    """Accept a websocket only from an Origin in CSRF_TRUSTED_ORIGINS, compared as Django's
-    CSRF check compares them: scheme, host and port exactly, or a subdomain for an entry
-    with ``*.``. A browser sends ``Origin: https://host:port`` on a wss connection, so the
-    list settings builds from ALLOWED_HOSTS and PUBLIC_PORT is exactly the site's pages.
-    (AllowedHostsOriginValidator compares host names only: any scheme and port would do.)
-    The list is read for each connection, so it follows the settings."""
-
-    def __init__(self, application):
-        super().__init__(application, allowed_origins=())
-
-    def valid_origin(self, parsed_origin) -> bool:
-        if parsed_origin is None or not parsed_origin.scheme or not parsed_origin.netloc:
-            return False
-        if parsed_origin.path or parsed_origin.params or parsed_origin.query:
-            return False
-        if parsed_origin.fragment or "@" in parsed_origin.netloc:
-            return False
-        netloc = parsed_origin.netloc.lower()
-        for trusted in settings.CSRF_TRUSTED_ORIGINS:
-            scheme, _, trusted_netloc = trusted.lower().partition("://")
-            if scheme != parsed_origin.scheme:
-                continue
-            if trusted_netloc.startswith("*."):
-                if is_same_domain(netloc, trusted_netloc[1:]):
-                    return True
-            elif netloc == trusted_netloc:
-                return True
-        return False
+def websocket_application(router):
+    """The layers every websocket passes, around ``router``: the internal-network check,
+    the audit of refusals, the Origin check, the session and its second factor. Tests wrap
+    their own routes in the same stack."""
+    return InternalNetworkASGIMiddleware(
+        AuditWebsocketRefusals(
+            TrustedOriginValidator(AuthMiddlewareStack(RequireVerifiedSession(router)))
+        )
+    )
 
 
 application = ProtocolTypeRouter(
     {
         "http": django_application,
-        "websocket": InternalNetworkASGIMiddleware(
-            AuditWebsocketRefusals(
-                TrustedOriginValidator(
-                    AuthMiddlewareStack(RequireVerifiedSession(URLRouter(websocket_urlpatterns)))
-                )
-            )
-        ),
+        "websocket": websocket_application(URLRouter(websocket_urlpatterns)),
     }
 )

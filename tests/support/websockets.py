@@ -1,24 +1,18 @@
 """The project's websocket stack with a test route, for tests of session checks.
 
-The layers are the ones project.asgi builds (network, refusal audit, origin, session, second
-factor); only the router behind them is a test consumer, because the chat consumer is not
-what these tests are about.
+The layers come from ``project.asgi.websocket_application`` (network, refusal audit, origin,
+session, second factor); only the router behind them is a test consumer, because the chat
+consumer is not what these tests are about.
 """
 
 from asgiref.sync import sync_to_async
-from channels.auth import AuthMiddlewareStack
 from channels.routing import URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator
 from channels.testing import WebsocketCommunicator
 from django.db import connections
 from django.urls import path
 
-from accounts.websocket import (
-    AuditWebsocketRefusals,
-    RequireVerifiedSession,
-    VerifiedSessionConsumer,
-)
-from core.network import InternalNetworkASGIMiddleware
+from accounts.websocket import VerifiedSessionConsumer
+from project.asgi import websocket_application
 
 ORIGIN = b"https://localhost:8443"
 
@@ -31,17 +25,7 @@ class SessionProbeConsumer(VerifiedSessionConsumer):
 
 
 def application():
-    return InternalNetworkASGIMiddleware(
-        AuditWebsocketRefusals(
-            AllowedHostsOriginValidator(
-                AuthMiddlewareStack(
-                    RequireVerifiedSession(
-                        URLRouter([path("ws/test/", SessionProbeConsumer.as_asgi())])
-                    )
-                )
-            )
-        )
-    )
+    return websocket_application(URLRouter([path("ws/test/", SessionProbeConsumer.as_asgi())]))
 
 
 def communicator_for(client, *, origin: bytes = ORIGIN) -> WebsocketCommunicator:
