@@ -19,14 +19,12 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
+from accounts import roles
 from accounts.models import BackupCodeDevice, SignInSession, TOTPDevice
 from audit.log import record
 
 logger = logging.getLogger(__name__)
 
-EMPLOYEES_GROUP = "Employees"
-ADMINS_GROUP = "Admins"
-COMPLIANCE_GROUP = "Compliance"
 SIGNED_IN_AT_KEY = "signed_in_at"
 
 
@@ -284,10 +282,10 @@ def create_user(*, username: str, password: str, email: str = "", admin=False, c
     user = user_model(username=username, email=email, is_staff=admin or compliance)
     user.set_password(password)
     user.save()
-    groups = [EMPLOYEES_GROUP]
+    groups = [roles.EMPLOYEES]
     if admin:
-        groups.append(ADMINS_GROUP)
+        groups.append(roles.ADMINS)
     if compliance:
-        groups.append(COMPLIANCE_GROUP)
+        groups.append(roles.COMPLIANCE)
     user.groups.add(*Group.objects.filter(name__in=groups))
     return user
