@@ -10,7 +10,6 @@ username or path containing newlines or quotes cannot forge another entry.
 import datetime
 import json
 import logging
-import re
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -19,6 +18,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 
 from audit import chain
+from audit.actions import CATALOGUE
 from audit.models import AuditEvent
 from core.metrics import AUDIT_EVENTS
 from core.network import scope_header
@@ -29,7 +29,6 @@ mirror_logger = logging.getLogger("audit.mirror")
 
 USER_AGENT_MAX = 256
 TARGET_MAX = 200
-_ACTION = re.compile(r"[a-z][a-z_]*(\.[a-z][a-z_]*)*")
 
 
 class AuditDetailError(ValueError):
@@ -127,8 +126,11 @@ def record(
     defaults to the request being served. Details may not use keys that could carry a
     secret or content (``core.redaction``).
     """
-    if not _ACTION.fullmatch(action):
-        raise AuditDetailError(f"{action!r} is not an action name such as login.failure.")
+    if action not in CATALOGUE:
+        raise AuditDetailError(
+            f"{action!r} is not in the catalogue of audit actions (audit/actions.py); add it "
+            "there, with its area and what its details say."
+        )
     if outcome not in AuditEvent.Outcome.values:
         raise AuditDetailError(f"{outcome!r} is not one of {AuditEvent.Outcome.values}.")
     _check_details(details)

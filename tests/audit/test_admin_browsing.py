@@ -107,9 +107,9 @@ def test_csv_export_contains_the_filtered_set_and_is_audited(compliance_client, 
 
 
 def test_csv_export_neutralises_spreadsheet_formulas(compliance_client):
-    record("test.event", target="=cmd|' /C calc'!A0")
+    record("conversation.renamed", target="=cmd|' /C calc'!A0")
 
-    _, body = _download(compliance_client, "csv", "?action=test.event")
+    _, body = _download(compliance_client, "csv", "?action=conversation.renamed")
 
     (row,) = csv.DictReader(io.StringIO(body))
     assert row["target"] == "'=cmd|' /C calc'!A0"

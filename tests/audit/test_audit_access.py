@@ -20,7 +20,7 @@ def get(client, path, ip="10.0.0.21"):
 
 
 def audit_pages() -> list[str]:
-    event = record("test.event")
+    event = record("conversation.renamed")
     return [LIST, f"{LIST}{event.pk}/change/", f"{LIST}export/csv/", f"{LIST}verify/"]
 
 

@@ -22,7 +22,7 @@ django.setup()
 from audit.log import record
 writer = int(sys.argv[1])
 for index in range(int(sys.argv[2])):
-    record("load.appended", writer=writer, index=index)
+    record("message.sent", writer=writer, index=index)
 """
 
 
@@ -88,7 +88,7 @@ def _check_one_chain_then_tamper(env, tamper):
     tamper("UPDATE audit_auditevent SET source_ip = '10.6.6.6' WHERE sequence = 777")
     broken = _audit_verify(env)
     assert broken.returncode == 1
-    assert "event #777 (load.appended" in broken.stderr
+    assert "event #777 (message.sent" in broken.stderr
     assert "altered" in broken.stderr
 
 

@@ -55,14 +55,14 @@ def test_a_model_target_is_named_by_label_and_key(employee):
 )
 def test_it_refuses_details_that_could_carry_secrets_or_content(key):
     with pytest.raises(AuditDetailError, match="could carry a secret or content"):
-        record("test.event", **{key: "x"})
+        record("conversation.renamed", **{key: "x"})
 
     assert AuditEvent.objects.count() == 0
 
 
 def test_it_refuses_secret_keys_nested_inside_details():
     with pytest.raises(AuditDetailError):
-        record("test.event", form={"fields": {"password": "x"}})
+        record("conversation.renamed", form={"fields": {"password": "x"}})
 
 
 def test_lengths_and_counts_are_fine():
@@ -72,14 +72,32 @@ def test_lengths_and_counts_are_fine():
 
 
 def test_the_user_agent_is_truncated():
-    event = record("test.event", request=_request(HTTP_USER_AGENT="A" * 1000))
+    event = record("conversation.renamed", request=_request(HTTP_USER_AGENT="A" * 1000))
 
     assert len(event.user_agent) == 256
 
 
 def test_a_malformed_action_name_is_refused():
-    with pytest.raises(AuditDetailError, match="is not an action name"):
+    with pytest.raises(AuditDetailError, match="is not in the catalogue"):
         record("Login Failure")
+
+
+def test_an_action_missing_from_the_catalogue_is_refused():
+    with pytest.raises(AuditDetailError, match=r"audit/actions\.py"):
+        record("conversation.shared")
+
+
+def test_the_security_docs_list_exactly_the_catalogue():
+    from pathlib import Path
+
+    from audit.actions import catalogue_table
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    assert catalogue_table() in docs, (
+        "docs/security.md's table of events differs from audit/actions.py: paste "
+        "`python -c 'from audit.actions import catalogue_table; print(catalogue_table())'` "
+        "under 'Events recorded'."
+    )
 
 
 def test_each_event_without_a_request_still_gets_a_request_id():
