@@ -39,6 +39,14 @@ UNAVAILABLE_DETAIL = (
     "you wrote before is lost; try again in a minute."
 )
 
+# A worker's refusal as the browser sees it; a reason not meant for users is replaced by this.
+REJECTED_CODES = {messages.BUSY: protocol.BUSY, messages.BAD_REQUEST: protocol.BAD_FRAME}
+REJECTED_DETAIL = (
+    "The assistant could not answer this message because of a problem on the server; try "
+    "again, and if it keeps happening tell your IT team, who can find the reason in the "
+    "server log."
+)
+
 
 def _not_ready(workers: list[dict], client_id: str) -> protocol.ProtocolError:
     """Why no worker can take a message, from the states of those in the registry."""
@@ -304,12 +312,14 @@ class ChatConsumer(VerifiedSessionConsumer):
         await database_sync_to_async(services.finish_answer)(
             message_id=stream.message_id, content="", finish_reason="error"
         )
-        code = protocol.BUSY if event.get("code") == messages.BUSY else protocol.INTERNAL
+        code, detail = event.get("code"), event.get("detail") or ""
+        logger.warning("The worker refused to answer %s (%s): %s", stream.message_id, code, detail)
+        if code not in messages.FOR_USERS or not detail:
+            # The reason is for the server's log (above); the person is told where it is.
+            detail = REJECTED_DETAIL
         await self.send_json(
             protocol.ProtocolError(
-                code,
-                "The assistant could not take your message; try again in a moment.",
-                stream.client_id,
+                REJECTED_CODES.get(code, protocol.INTERNAL), detail, stream.client_id
             ).frame()
         )
         await self.send_json(protocol.chat_done(message=stream.message_id, finish_reason="error"))

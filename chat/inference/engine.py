@@ -27,6 +27,10 @@ ROLES = ("user", "assistant")
 # End-of-turn markers of common chat templates. A model whose tokenizer's eos_token is the
 # end of the whole document (not of one answer) still stops at the end of its turn.
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
+# Room an answer always leaves for the question and the turns before it, besides the system
+# prompt: a quarter of the context. A model with a short context (512 tokens) then still
+# takes a question of a few paragraphs, and its answers are shortened to fit instead.
+QUESTION_SHARE_OF_CONTEXT = 0.25
 
 
 def native_bf16_cpu() -> bool:
@@ -53,6 +57,7 @@ class Engine:
             dtype=settings.LLM_DTYPE,
             system_prompt=settings.LLM_SYSTEM_PROMPT,
             max_context=settings.LLM_MAX_CONTEXT,
+            max_new_tokens=settings.LLM_MAX_NEW_TOKENS,
             quantize=getattr(settings, "LLM_QUANTIZE", ""),
         )
 
@@ -64,6 +69,7 @@ class Engine:
         dtype: str = "",
         system_prompt: str = "",
         max_context: int = 0,
+        max_new_tokens: int = 0,
         quantize: str = "",
     ):
         model_dir = Path(model_dir)
@@ -110,13 +116,15 @@ class Engine:
         self.quantize = self._quantize(quantize)
         self.context_length = self._context_length(max_context)
         self.stop_token_ids = self._stop_token_ids()
+        self.max_new_tokens = self._answer_limit(max_new_tokens)
         logger.info(
-            "Loaded model %s on %s (%s%s), context %d tokens",
+            "Loaded model %s on %s (%s%s), context %d tokens, answers up to %d tokens",
             self.model_name,
             self.device,
             str(self.dtype).removeprefix("torch."),
             ", int8 linear layers" if self.quantize else "",
             self.context_length,
+            self.max_new_tokens,
         )
 
     def _quantize(self, quantize: str) -> str:
@@ -188,6 +196,37 @@ class Engine:
                 "set LLM_MAX_CONTEXT."
             )
         return max_context or own
+
+    def _answer_limit(self, wanted: int) -> int:
+        """The longest answer, in tokens: ``wanted`` (LLM_MAX_NEW_TOKENS; 0 for no limit of
+        its own) where the context has room for it besides the system prompt and
+        QUESTION_SHARE_OF_CONTEXT, else what does fit, with a warning."""
+        system_prompt = len(self._encode([{"role": "user", "content": ""}]))
+        fits = (
+            self.context_length
+            - system_prompt
+            - int(self.context_length * QUESTION_SHARE_OF_CONTEXT)
+        )
+        if fits < 1:
+            raise ImproperlyConfigured(
+                f"The system prompt takes {system_prompt} tokens with the chat template, which "
+                f"leaves no room for a question and an answer in the context of "
+                f"{self.context_length} tokens of {self.model_name}; shorten LLM_SYSTEM_PROMPT "
+                "or choose a model with a longer context."
+            )
+        if not wanted:
+            return fits
+        if wanted > fits:
+            logger.warning(
+                "LLM_MAX_NEW_TOKENS=%d does not fit in the context of %s (%d tokens) with the "
+                "system prompt and a question; answers are at most %d tokens.",
+                wanted,
+                self.model_name,
+                self.context_length,
+                fits,
+            )
+            return fits
+        return wanted
 
     def _stop_token_ids(self) -> frozenset[int]:
         ids: set[int] = set()

@@ -2,11 +2,12 @@
 
 The chat socket checks a browser's ``params`` with ``SamplingParams.from_frame()`` before
 anything is stored; the worker reads the ``params`` of ``inference.generate`` with
-``SamplingParams.from_request()``. Both raise ValueError with a sentence naming the field
-and its bounds. No torch here: the web process imports this without loading a model.
+``SamplingParams.from_request()`` and caps their answer length to what its model's context
+allows (``capped()``). Both readers raise ValueError with a sentence naming the field and its
+bounds. No torch here: the web process imports this without loading a model.
 """
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 from django.conf import settings
 
@@ -64,6 +65,13 @@ class SamplingParams:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0.0
+
+    def capped(self, max_new_tokens: int) -> "SamplingParams":
+        """These parameters with answers at most ``max_new_tokens`` long: what the model's
+        context allows (``Engine.max_new_tokens``) may be less than LLM_MAX_NEW_TOKENS."""
+        if self.max_new_tokens <= max_new_tokens:
+            return self
+        return replace(self, max_new_tokens=max_new_tokens)
 
     @classmethod
     def from_request(cls, data: dict) -> "SamplingParams":

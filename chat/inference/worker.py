@@ -41,6 +41,9 @@ DELTA_INTERVAL = 0.05
 # An idle worker waits this long after a request before its first step, so that requests
 # arriving together are prefilled together; small against a prefill (~100 ms here).
 ADMISSION_WINDOW = 0.02
+BUSY_DETAIL = (
+    "The assistant is answering as many people as it can; send your message again in a moment."
+)
 
 
 @dataclass
@@ -73,6 +76,7 @@ class InferenceWorker:
         self.scheduler_factory = scheduler_factory or Scheduler.from_settings
         self.state = "loading"
         self.model_name = ""
+        self.max_new_tokens = settings.LLM_MAX_NEW_TOKENS
         self.generations: dict[str, Generation] = {}
         self.scheduler = None
         self.layer = None
@@ -101,6 +105,9 @@ class InferenceWorker:
                 raise
             self.engine = engine
             self.model_name = engine.model_name
+            # What the model's context allows; an engine that does not say (a scripted one)
+            # answers up to the setting.
+            self.max_new_tokens = getattr(engine, "max_new_tokens", settings.LLM_MAX_NEW_TOKENS)
             self.scheduler = self.scheduler_factory(engine)
             metrics.watch_scheduler(self.scheduler)
             self.state = "ready"
@@ -189,6 +196,11 @@ class InferenceWorker:
         reply_to = message["reply_to"]
         try:
             params = SamplingParams.from_request(message.get("params") or {})
+        except ValueError as exc:
+            await self._reject(request_id, reply_to, messages.BAD_REQUEST, str(exc))
+            return
+        params = params.capped(self.max_new_tokens)
+        try:
             # Not on the model's thread: a newcomer's prompt is ready while a step runs, so
             # people arriving together join the same step and share its prefill.
             prompt_ids = await asyncio.get_running_loop().run_in_executor(
@@ -196,19 +208,11 @@ class InferenceWorker:
             )
             self.scheduler.submit(request_id, prompt_ids, params)
         except QueueFull:
-            await self._send(
-                reply_to,
-                messages.rejected(
-                    request_id=request_id, code=messages.BUSY, detail="Every place is taken."
-                ),
-            )
+            await self._reject(request_id, reply_to, messages.BUSY, BUSY_DETAIL)
             return
         except (ValueError, KeyError) as exc:
-            await self._send(
-                reply_to,
-                messages.rejected(
-                    request_id=request_id, code=messages.BAD_REQUEST, detail=str(exc)
-                ),
+            await self._reject(
+                request_id, reply_to, messages.FAILED, f"{type(exc).__name__}: {exc}"
             )
             return
         generation = Generation(request_id, reply_to, message["message_id"], time.monotonic())
@@ -318,6 +322,19 @@ class InferenceWorker:
                 time_to_first_token_ms=ttft,
                 duration_ms=duration,
             ),
+        )
+
+    async def _reject(self, request_id: str, reply_to: str, code: str, detail: str) -> None:
+        logger.log(
+            logging.INFO if code == messages.BUSY else logging.WARNING,
+            "Inference worker %s refused the request %s (%s): %s",
+            self.name,
+            request_id,
+            code,
+            detail,
+        )
+        await self._send(
+            reply_to, messages.rejected(request_id=request_id, code=code, detail=detail)
         )
 
     def _spawn(self, coroutine) -> None:

@@ -1,6 +1,7 @@
 """The worker messages and the browser frames, as chat.inference.messages and chat.protocol
 build them, and as the real worker and socket exchange them."""
 
+import logging
 import uuid
 
 import msgpack
@@ -9,8 +10,10 @@ from channels.layers import get_channel_layer
 
 from chat import protocol
 from chat.inference import messages
+from chat.inference.worker import BUSY_DETAIL
+from chat.models import Message
 from tests.chat.test_consumer import send, socket_for, until_done
-from tests.support.inference import running_worker
+from tests.support.inference import ScriptedScheduler, running_worker
 
 # The fields of each message, as docs/architecture.md ("Worker messages") lists them.
 DOCUMENTED_FIELDS = {
@@ -125,3 +128,35 @@ async def test_a_question_over_the_socket_gets_the_documented_frames(employee_cl
     assert set(done) == {"type", "message", "finish_reason", "usage"}
     assert done["finish_reason"] == "stop"
     assert done["usage"]["completion_tokens"] > 0
+
+
+class FullScheduler(ScriptedScheduler):
+    """A batch and a queue with no place at all: every request is refused as busy."""
+
+    max_active = 0
+    max_queue = 0
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_worker_refusal_reaches_the_person_with_its_reason_and_the_log_with_it(
+    employee_client, settings, caplog
+):
+    settings.CHAT_STALL_TIMEOUT = 5
+    communicator = socket_for(employee_client)
+    connected, _ = await communicator.connect()
+    assert connected
+    try:
+        async with running_worker("full-worker", scheduler_factory=FullScheduler):
+            with caplog.at_level(logging.INFO):
+                await send(communicator)
+                started, error, done = await until_done(communicator)
+    finally:
+        await communicator.disconnect()
+
+    assert started["type"] == "chat.started"
+    assert (error["code"], error["detail"], error["client_id"]) == ("busy", BUSY_DETAIL, "c1")
+    assert done["finish_reason"] == "error"
+    answer = await Message.objects.aget(pk=started["message"])
+    assert answer.status == Message.Status.ERROR
+    logged = [r.getMessage() for r in caplog.records if r.name == "chat.consumers"]
+    assert any(started["message"] in line and BUSY_DETAIL in line for line in logged)

@@ -3,6 +3,8 @@ and /healthz tell it."""
 
 import asyncio
 import contextlib
+import json
+import logging
 import threading
 
 import pytest
@@ -10,6 +12,7 @@ from asgiref.sync import sync_to_async
 from django.db import connections
 
 from chat.inference import registry
+from chat.inference.engine import Engine
 from chat.inference.worker import InferenceWorker
 from chat.models import Message
 from tests.chat.test_consumer import send, socket_for, until_done
@@ -90,3 +93,80 @@ async def test_a_message_sent_while_the_model_loads_is_refused_as_loading_and_no
             assert (await until_done(chat))[-1]["finish_reason"] == "stop"
     finally:
         loaded.set()
+
+
+# --- a model with a short context -----------------------------------------------------------
+
+SHORT_CONTEXT = 512
+
+
+@pytest.fixture(scope="module")
+def short_context_model(prepared_model_dir, tmp_path_factory):
+    """The default model's files, with a config that gives it a context of 512 tokens."""
+    directory = tmp_path_factory.mktemp("models") / "SmolLM2-512"
+    directory.mkdir()
+    for source in prepared_model_dir.iterdir():
+        if source.name != "config.json":
+            (directory / source.name).symlink_to(source)
+    config = json.loads((prepared_model_dir / "config.json").read_text())
+    config["max_position_embeddings"] = SHORT_CONTEXT
+    (directory / "config.json").write_text(json.dumps(config))
+    return directory
+
+
+def _conversation(turns: int) -> list[dict]:
+    messages = []
+    for number in range(1, turns + 1):
+        messages.append({"role": "user", "content": f"Question {number}: " + "word " * 60})
+        messages.append({"role": "assistant", "content": f"Answer {number}: " + "ok " * 60})
+    messages.append({"role": "user", "content": "The newest question."})
+    return messages
+
+
+def test_a_short_context_shortens_answers_at_load_and_says_so(
+    short_context_model, settings, caplog
+):
+    settings.LLM_MODEL = short_context_model
+    settings.LLM_MAX_NEW_TOKENS = 512
+    settings.LLM_MAX_CONTEXT = 0
+
+    with caplog.at_level(logging.WARNING, logger="chat.inference.engine"):
+        engine = Engine.from_settings()
+
+    assert engine.context_length == SHORT_CONTEXT
+    # A quarter of the context and the system prompt stay free for the question.
+    assert 0 < engine.max_new_tokens < SHORT_CONTEXT * 3 // 4
+    warning = next(r.getMessage() for r in caplog.records if "LLM_MAX_NEW_TOKENS" in r.getMessage())
+    assert "LLM_MAX_NEW_TOKENS=512" in warning
+    assert f"({SHORT_CONTEXT} tokens)" in warning
+    assert f"at most {engine.max_new_tokens} tokens" in warning
+
+    # A long conversation loses its oldest turns and leaves room for the whole answer.
+    ids = engine.prompt_ids(_conversation(turns=8), engine.max_new_tokens)
+    text = engine.tokenizer.decode(ids)
+    assert len(ids) + engine.max_new_tokens <= SHORT_CONTEXT
+    assert text.endswith("The newest question.<|im_end|>\n<|im_start|>assistant\n")
+    assert "Question 1:" not in text
+
+
+async def test_a_model_with_a_short_context_answers_questions(
+    chat, short_context_model, settings, employee
+):
+    settings.LLM_MODEL = short_context_model
+    settings.LLM_MAX_NEW_TOKENS = 512
+    settings.LLM_MAX_CONTEXT = 0
+    # The real model on a shared CPU: its first token may take longer than the scripted one.
+    settings.CHAT_STALL_TIMEOUT = 60
+    worker = InferenceWorker(name="short-context-worker")
+    async with started(worker):
+        await until(lambda: listed_states() == ["ready"], "the model is loaded", timeout=120)
+
+        await send(chat, content="What is the capital of France? Answer in one word.")
+        frames = await until_done(chat, timeout=60)
+
+    assert [f["type"] for f in frames if f["type"] == "error"] == []
+    assert frames[-1]["finish_reason"] in {"stop", "length"}
+    assert 0 < frames[-1]["usage"]["completion_tokens"] <= worker.max_new_tokens
+    answer = await Message.objects.aget(pk=frames[-1]["message"])
+    assert answer.status == Message.Status.COMPLETE
+    assert "Paris" in answer.content
