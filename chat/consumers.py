@@ -57,6 +57,13 @@ def _not_ready(workers: list[dict], client_id: str) -> protocol.ProtocolError:
             "The assistant is starting up. Your message was not sent; try again in a minute.",
             client_id,
         )
+    if states == {"failed"}:
+        return protocol.ProtocolError(
+            protocol.NO_WORKER,
+            "The assistant could not start, so your message was not sent. Your IT team can "
+            "see why on the server's /healthz page.",
+            client_id,
+        )
     return protocol.ProtocolError(
         protocol.NO_WORKER,
         "The assistant is not running right now. Your message was not sent; try again "

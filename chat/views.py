@@ -162,11 +162,13 @@ def conversation_export(request, conversation_id, export_format):
 def worker_status(request):
     workers = registry.live_workers()
     ready = [w for w in workers if w.get("state") == "ready"]
+    loading = [w for w in workers if w.get("state") == "loading"]
     if ready:
         state = "ready"
-    elif workers:
+    elif loading:
         state = "loading"
     else:
+        # None, or only workers whose model failed to load (or that are stopping).
         state = "no_worker"
-    model = (ready or workers or [{}])[0].get("model") or None
+    model = (ready or loading or [{}])[0].get("model") or None
     return JsonResponse({"state": state, "model": model, "workers": len(ready)})

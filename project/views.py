@@ -63,7 +63,8 @@ async def _run_check(check) -> dict:
 
 
 async def _check_workers() -> dict:
-    """At least one inference worker alive and ready; lists each with its model."""
+    """At least one inference worker alive and ready; lists each with its model and, while
+    its model fails to load, why."""
     from chat.inference.registry import live_workers
 
     try:
@@ -79,13 +80,21 @@ async def _check_workers() -> dict:
             "model": w.get("model"),
             "active": w.get("active", 0),
             "queued": w.get("queued", 0),
+            # Why its model failed to load (it keeps trying); None once loaded.
+            "error": w.get("error"),
         }
         for w in workers
     ]
-    ready = any(w["state"] == "ready" for w in listed)
-    result = {"ok": ready, "workers": listed}
-    if not ready:
-        result["error"] = "no inference worker is ready" if not listed else "workers are loading"
+    states = {w["state"] for w in listed}
+    result = {"ok": "ready" in states, "workers": listed}
+    if "ready" in states:
+        return result
+    if "loading" in states:
+        result["error"] = "workers are loading"
+    elif "failed" in states:
+        result["error"] = "no worker could load its model; see each worker's error"
+    else:
+        result["error"] = "no inference worker is ready"
     return result
 
 

@@ -41,6 +41,13 @@ DELTA_INTERVAL = 0.05
 # An idle worker waits this long after a request before its first step, so that requests
 # arriving together are prefilled together; small against a prefill (~100 ms here).
 ADMISSION_WINDOW = 0.02
+# A model that fails to load is tried again 5 s later, then after twice as long each time, up
+# to every 5 minutes: a passing fault (a GPU still held by a process that is ending, a model
+# still being copied) clears soon, and a lasting one is not retried in a tight loop.
+LOAD_RETRY_FIRST_SECONDS = 5.0
+LOAD_RETRY_MAX_SECONDS = 300.0
+# Why a load failed, as the heartbeat, /healthz and the audit log show it: one line.
+ERROR_MAX_CHARS = 300
 BUSY_DETAIL = (
     "The assistant is answering as many people as it can; send your message again in a moment."
 )
@@ -67,14 +74,26 @@ def default_name() -> str:
 
 
 class InferenceWorker:
-    def __init__(self, *, name: str | None = None, engine_factory=None, scheduler_factory=None):
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        engine_factory=None,
+        scheduler_factory=None,
+        load_retry_first: float = LOAD_RETRY_FIRST_SECONDS,
+        load_retry_max: float = LOAD_RETRY_MAX_SECONDS,
+    ):
         from chat.inference.engine import Engine
         from chat.inference.scheduler import Scheduler
 
         self.name = name or default_name()
         self.engine_factory = engine_factory or Engine.from_settings
         self.scheduler_factory = scheduler_factory or Scheduler.from_settings
+        self.load_retry_first = load_retry_first
+        self.load_retry_max = load_retry_max
         self.state = "loading"
+        # Why the model last failed to load; None once it is loaded.
+        self.error: str | None = None
         self.model_name = ""
         self.max_new_tokens = settings.LLM_MAX_NEW_TOKENS
         self.generations: dict[str, Generation] = {}
@@ -88,7 +107,7 @@ class InferenceWorker:
     # --- life cycle -----------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Load the model, then serve until cancelled."""
+        """Load the model (trying again while it fails), then serve until cancelled."""
         loop = asyncio.get_running_loop()
         self.layer = get_channel_layer()
         self.channel = await self.layer.new_channel("inference.worker.")
@@ -97,20 +116,15 @@ class InferenceWorker:
         self._prompts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prompts")
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
-            try:
-                engine = await loop.run_in_executor(executor, self.engine_factory)
-            except Exception:
-                self.state = "failed"
-                logger.exception("The inference worker %s could not load its model", self.name)
-                raise
+            engine, self.scheduler = await self._load(loop, executor)
             self.engine = engine
             self.model_name = engine.model_name
             # What the model's context allows; an engine that does not say (a scripted one)
             # answers up to the setting.
             self.max_new_tokens = getattr(engine, "max_new_tokens", settings.LLM_MAX_NEW_TOKENS)
-            self.scheduler = self.scheduler_factory(engine)
             metrics.watch_scheduler(self.scheduler)
             self.state = "ready"
+            self.error = None
             self._room.set()
             await sync_to_async(record)(
                 "worker.started", worker=self.name, model=self.model_name, device=str(engine.device)
@@ -123,6 +137,46 @@ class InferenceWorker:
             await self._stop()
             executor.shutdown(wait=False, cancel_futures=True)
             self._prompts.shutdown(wait=False, cancel_futures=True)
+
+    async def _load(self, loop, executor):
+        """The engine and its scheduler. A failure is logged, recorded as worker.failed and
+        shown in the heartbeat, and the load is tried again after a growing pause, until it
+        succeeds or the worker is cancelled."""
+        delay = self.load_retry_first
+        while True:
+            self.state = "loading"
+            try:
+                engine = await loop.run_in_executor(executor, self.engine_factory)
+                return engine, self.scheduler_factory(engine)
+            except Exception as exc:
+                self.state = "failed"
+                self.error = " ".join(f"{type(exc).__name__}: {exc}".split())[:ERROR_MAX_CHARS]
+                logger.error(
+                    "Inference worker %s could not load its model (%s); trying again in %g s",
+                    self.name,
+                    self.error,
+                    delay,
+                    exc_info=True,
+                )
+                await self._report_failure()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.load_retry_max)
+
+    async def _report_failure(self) -> None:
+        try:
+            await self._beat()
+        except Exception as exc:
+            logger.warning("Inference worker %s could not write its heartbeat: %s", self.name, exc)
+        try:
+            await sync_to_async(record)(
+                "worker.failed",
+                outcome="failure",
+                worker=self.name,
+                model=str(settings.LLM_MODEL),
+                reason=self.error,
+            )
+        except Exception:
+            logger.exception("worker.failed of %s could not be written to the audit log", self.name)
 
     async def _stop(self) -> None:
         self.state = "stopping"
@@ -160,6 +214,7 @@ class InferenceWorker:
             "queued": scheduler.queued() if scheduler else 0,
             "max_active": settings.LLM_MAX_BATCH,
             "queue_size": settings.LLM_QUEUE_SIZE,
+            "error": self.error,
         }
         await sync_to_async(registry.beat)(self.name, state)
         metrics.worker_heartbeat(self.name)

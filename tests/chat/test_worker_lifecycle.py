@@ -10,7 +10,9 @@ import threading
 import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
+from django.test import Client
 
+from audit.models import AuditEvent
 from chat.inference import registry
 from chat.inference.engine import Engine
 from chat.inference.worker import InferenceWorker
@@ -93,6 +95,104 @@ async def test_a_message_sent_while_the_model_loads_is_refused_as_loading_and_no
             assert (await until_done(chat))[-1]["finish_reason"] == "stop"
     finally:
         loaded.set()
+
+
+# --- a model that fails to load ------------------------------------------------------------
+
+FAILURE = "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"
+
+
+class EngineThatFailsFirst:
+    """Fails the first load as a GPU still held by another process does; the next load waits
+    for ``may_load`` and then succeeds."""
+
+    def __init__(self):
+        self.loads = 0
+        self.may_load = threading.Event()
+
+    def __call__(self):
+        self.loads += 1
+        if self.loads == 1:
+            raise RuntimeError("CUDA out of memory.\nTried to allocate 2.00 GiB")
+        self.may_load.wait(timeout=30)
+        return ScriptedEngine()
+
+
+def healthz_workers() -> list[dict]:
+    # From loopback, a monitoring address: /healthz lists each worker.
+    response = Client().get("/healthz", secure=True)
+    return response.json()["checks"]["inference"]["workers"]
+
+
+async def test_a_model_that_fails_to_load_is_recorded_shown_and_tried_again_until_it_loads(
+    chat, settings, caplog
+):
+    engine = EngineThatFailsFirst()
+    worker = InferenceWorker(
+        name="flaky-worker",
+        engine_factory=engine,
+        scheduler_factory=ScriptedScheduler,
+        load_retry_first=0.05,
+    )
+    try:
+        with caplog.at_level(logging.ERROR, logger="chat.inference.worker"):
+            async with started(worker) as task:
+                await until(lambda: engine.loads == 2, "the load is tried again")
+                # While it tries again, the last failure stays visible to the IT team.
+                [listed] = await sync_to_async(healthz_workers)()
+                assert (listed["name"], listed["error"]) == ("flaky-worker", FAILURE)
+
+                engine.may_load.set()
+                await until(lambda: listed_states() == ["ready"], "the second load succeeds")
+                [listed] = await sync_to_async(healthz_workers)()
+                assert listed["error"] is None
+                await send(chat)
+                assert (await until_done(chat))[-1]["finish_reason"] == "stop"
+                assert not task.done()
+    finally:
+        engine.may_load.set()
+
+    event = await AuditEvent.objects.aget(action="worker.failed")
+    assert event.outcome == "failure"
+    assert event.details == {
+        "worker": "flaky-worker",
+        "model": str(settings.LLM_MODEL),
+        "reason": FAILURE,
+    }
+    assert any(FAILURE in r.getMessage() for r in caplog.records)
+
+
+def always_fails():
+    raise FileNotFoundError("No model at /srv/models/missing")
+
+
+async def test_when_the_only_worker_failed_to_load_a_message_is_refused_pointing_to_healthz(
+    chat, employee_client
+):
+    worker = InferenceWorker(
+        name="failed-worker",
+        engine_factory=always_fails,
+        scheduler_factory=ScriptedScheduler,
+        load_retry_first=60,
+    )
+    async with started(worker) as task:
+        await until(lambda: listed_states() == ["failed"], "the worker beats as failed")
+
+        await send(chat)
+
+        error = await chat.receive_json_from()
+        assert error["code"] == "no_worker"
+        assert error["detail"] == (
+            "The assistant could not start, so your message was not sent. Your IT team can "
+            "see why on the server's /healthz page."
+        )
+        assert await Message.objects.acount() == 0
+        [listed] = await sync_to_async(healthz_workers)()
+        assert listed["error"] == "FileNotFoundError: No model at /srv/models/missing"
+        # The page's toolbar says no model runs, not that one is loading.
+        status = await sync_to_async(employee_client.get)("/chat/api/status", secure=True)
+        assert status.json()["state"] == "no_worker"
+        assert not task.done()
 
 
 # --- a model with a short context -----------------------------------------------------------
