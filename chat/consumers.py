@@ -235,7 +235,7 @@ class ChatConsumer(VerifiedSessionConsumer):
             )
 
     def _running_generations(self) -> int:
-        services.fail_stale_answers(self.user)
+        services.fail_stale_answers(actor=self.user, scope=self.scope)
         return services.generations_running(self.user)
 
     async def _stop(self, frame: protocol.ChatStop) -> None:

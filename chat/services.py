@@ -53,13 +53,37 @@ def history(conversation: Conversation, *, before: Message | None = None) -> lis
     ]
 
 
-def fail_stale_answers(user) -> int:
-    """Answers still 'being written' long after any worker could be writing them (a worker
-    and the browser both went away) become errors, keeping what was written."""
-    cutoff = timezone.now() - datetime.timedelta(seconds=2 * settings.CHAT_STALL_TIMEOUT)
-    return Message.objects.filter(
-        conversation__user=user, status=Message.Status.STREAMING, created_at__lt=cutoff
-    ).update(status=Message.Status.ERROR, finished_at=timezone.now())
+@transaction.atomic
+def fail_stale_answers(*, actor, request=None, scope=None) -> int:
+    """Answers of ``actor`` still 'being written' long after any worker could be writing them
+    (a worker and the browser both went away) become errors, keeping what was written; each
+    is recorded as generation.failed with the reason "stalled". Returns how many."""
+    now = timezone.now()
+    cutoff = now - datetime.timedelta(seconds=2 * settings.CHAT_STALL_TIMEOUT)
+    stale = Message.objects.filter(
+        conversation__user=actor, status=Message.Status.STREAMING, created_at__lt=cutoff
+    ).select_related("conversation")
+    ended = 0
+    for answer in stale:
+        # Only if still streaming: a worker may store it in the meantime (finish_answer).
+        if not Message.objects.filter(pk=answer.pk, status=Message.Status.STREAMING).update(
+            status=Message.Status.ERROR, finished_at=now
+        ):
+            continue
+        ended += 1
+        record(
+            "generation.failed",
+            actor=actor,
+            outcome="failure",
+            request=request,
+            scope=scope,
+            target=answer.conversation,
+            message_id=str(answer.pk),
+            finish_reason="error",
+            reason="stalled",
+            content_length=len(answer.content),
+        )
+    return ended
 
 
 def generations_running(user) -> int:

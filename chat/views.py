@@ -72,7 +72,7 @@ def chat_page(request):
 @require_GET
 @employees_only
 def conversation_list(request):
-    services.fail_stale_answers(request.user)
+    services.fail_stale_answers(actor=request.user, request=request)
     return JsonResponse(
         {
             "conversations": [
