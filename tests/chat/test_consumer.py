@@ -1,7 +1,6 @@
 """The chat socket over the project's real websocket stack, with a scripted worker."""
 
 import asyncio
-import contextlib
 import json
 
 import pytest
@@ -13,9 +12,8 @@ from django.test import Client
 from audit.models import AuditEvent
 from chat import services
 from chat.inference import registry
-from chat.inference.worker import InferenceWorker
 from chat.models import Conversation, Message
-from tests.support.inference import ScriptedEngine, ScriptedScheduler
+from tests.support.inference import ScriptedScheduler, running_worker
 from tests.support.personas import PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -39,18 +37,8 @@ def scheduler_class():
 
 @pytest.fixture
 async def worker(scheduler_class):
-    worker = InferenceWorker(
-        name="test-worker", engine_factory=ScriptedEngine, scheduler_factory=scheduler_class
-    )
-    task = asyncio.create_task(worker.run())
-    for _ in range(200):
-        if worker.state == "ready":
-            break
-        await asyncio.sleep(0.01)
-    yield worker
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with running_worker("test-worker", scheduler_factory=scheduler_class) as worker:
+        yield worker
     await sync_to_async(connections.close_all)()
 
 
