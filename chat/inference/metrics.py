@@ -59,7 +59,7 @@ WORKER_LAST_HEARTBEAT = Gauge(
     ["worker"],
 )
 
-WORKER_STATES = ("loading", "ready", "stopping")
+WORKER_STATES = ("loading", "ready", "failed", "stopping")
 
 
 class InferenceWorkersCollector(Collector):

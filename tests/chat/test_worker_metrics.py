@@ -43,7 +43,7 @@ async def chat_round_trip(user, content: str) -> list[dict]:
     async def from_intranet(scope, receive, send):
         return await application(dict(scope, client=["10.0.0.60", 40000]), receive, send)
 
-    async with running_worker():
+    async with running_worker("metrics-worker"):
         communicator = WebsocketCommunicator(
             from_intranet,
             "/ws/chat/",

@@ -67,6 +67,7 @@ class ServedSite:
     port: int
     var_dir: Path
     log_path: Path
+    env: dict[str, str]
 
     @property
     def ca_cert(self) -> Path:
@@ -105,6 +106,23 @@ class ServedSite:
         status, _, body = self.request(path)
         return status, json.loads(body)
 
+    def restart(self) -> None:
+        """Stop the web process and start a new one on the same port, state and settings."""
+        self.stop()
+        with self.log_path.open("a") as log:
+            log.write("--- restarted\n")
+            self.process = _serve(self.port, self.env, log)
+
+
+def _serve(port: int, env: dict[str, str], log) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
 
 def _wait_until_serving(site: ServedSite) -> None:
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
@@ -127,14 +145,8 @@ def served_site(var_dir: Path, port: int, **env_overrides: str) -> Iterator[Serv
     prepare_state(env)
     log_path = var_dir / "serve.log"
     with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "serve", "--port", str(port)],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    site = ServedSite(process=process, port=port, var_dir=var_dir, log_path=log_path)
+        process = _serve(port, env, log)
+    site = ServedSite(process=process, port=port, var_dir=var_dir, log_path=log_path, env=env)
     try:
         _wait_until_serving(site)
         yield site

@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.browserless import SignedInClient
 from tests.support.production import ask, connect, start_worker, wait_until_ready
-from tests.support.server import free_port, manage, served_site, site_environment
+from tests.support.server import free_port, manage, served_site
 from tests.support.services import throwaway_database
 
 pytestmark = pytest.mark.system
@@ -24,7 +24,6 @@ def production(tmp_path_factory, postgres_server_url, redis_server_url):
     with throwaway_database(postgres_server_url) as database_url:
         env = {"DATABASE_URL": database_url, "REDIS_URL": redis_server_url}
         with served_site(var_dir, free_port(), **env) as site:
-            site.env = site_environment(var_dir, **env)
             manage("createuser", "paula", "--password-stdin", env=site.env, stdin=PASSWORD)
             manage("createuser", "quinn", "--password-stdin", env=site.env, stdin=PASSWORD)
             site.workers = [start_worker(site, "worker-1")]

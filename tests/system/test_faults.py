@@ -12,7 +12,7 @@ import websockets
 from tests.support.browserless import SignedInClient
 from tests.support.clusters import ThrowawayPostgres, ThrowawayRedis
 from tests.support.production import ask, ask_on, connect, start_worker, wait_until_ready
-from tests.support.server import free_port, manage, served_site, site_environment
+from tests.support.server import free_port, manage, served_site
 from tests.support.services import throwaway_database
 
 pytestmark = pytest.mark.system
@@ -49,7 +49,6 @@ class Production:
     def __enter__(self):
         self._served = served_site(self.var_dir, free_port(), **self.env_overrides)
         self.site = self._served.__enter__()
-        self.site.env = site_environment(self.var_dir, **self.env_overrides)
         try:
             self.worker = start_worker(self.site, "worker")
         except BaseException:

@@ -14,7 +14,7 @@ from cryptography import x509
 from tests.support.browserless import SignedInClient
 from tests.support.personas import PASSWORD
 from tests.support.production import connect
-from tests.support.server import free_port, manage, served_site, site_environment
+from tests.support.server import free_port, manage, served_site
 
 pytestmark = pytest.mark.system
 
@@ -151,13 +151,7 @@ def test_serve_prints_the_url_and_where_the_local_ca_is(site):
 
 
 def test_a_websocket_message_over_one_mebibyte_is_closed_with_1009_and_a_reason(site):
-    manage(
-        "createuser",
-        "maxine",
-        "--password-stdin",
-        env=site_environment(site.var_dir),
-        stdin=PASSWORD,
-    )
+    manage("createuser", "maxine", "--password-stdin", env=site.env, stdin=PASSWORD)
     cookie = SignedInClient(site).sign_in("maxine", PASSWORD).cookie_header()
 
     async def send_too_much():
