@@ -57,9 +57,10 @@ class Command(BaseCommand):
         users = get_user_model().objects
         if if_no_users and users.exists():
             return
+        # Checked before any query: PostgreSQL refuses a NUL byte in a query parameter.
+        username = checked_username(username)
         if users.filter(username=username).exists():
             raise CommandError(f"A user named {username!r} already exists.")
-        username = checked_username(username)
         if password_stdin:
             password = sys.stdin.readline().rstrip("\n")
             candidate = get_user_model()(username=username, email=email)
