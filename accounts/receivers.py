@@ -1,7 +1,8 @@
-"""Keep track of sign-in sessions, and record lockouts in the audit log."""
+"""Keep track of sign-in sessions (signing out forgets them in accounts.sessions, where the
+session is emptied), and record lockouts in the audit log."""
 
 from axes.signals import user_locked_out
-from django.contrib.auth.signals import user_logged_in, user_logged_out
+from django.contrib.auth.signals import user_logged_in
 from django.dispatch import receiver
 
 from accounts import lockout, services
@@ -12,12 +13,6 @@ from audit.log import record
 def _signed_in(sender, request, user, **kwargs):
     if request is not None and hasattr(request, "session"):
         services.note_sign_in(request, user)
-
-
-@receiver(user_logged_out, dispatch_uid="accounts_forget_session")
-def _signed_out(sender, request, user, **kwargs):
-    if request is not None and hasattr(request, "session"):
-        services.forget_session(request.session.session_key)
 
 
 @receiver(user_locked_out, dispatch_uid="accounts_audit_lockout")

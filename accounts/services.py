@@ -62,11 +62,6 @@ def sign_in_is_recent(request) -> bool:
     )
 
 
-def forget_session(session_key: str | None) -> None:
-    if session_key:
-        SignInSession.objects.filter(session_key=session_key).delete()
-
-
 def end_all_sessions(user, *, keep_session_key: str | None = None) -> int:
     """End every browser session of ``user`` (but ``keep_session_key``) and close their
     websockets. Returns how many sessions ended."""

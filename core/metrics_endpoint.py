@@ -57,7 +57,9 @@ def RequestMetricsMiddleware(get_response):
     return middleware
 
 
-def _may_scrape(request) -> bool:
+def in_metrics_networks(request) -> bool:
+    """Whether the client is in METRICS_NETWORKS: monitoring, which sees /metrics and
+    /healthz's details without signing in."""
     # REMOTE_ADDR is the client address InternalNetworkMiddleware decided on.
     address = parse_address(request.META.get("REMOTE_ADDR"))
     return address is not None and any(
@@ -87,7 +89,7 @@ def MetricsEndpointMiddleware(get_response):
     def is_scrape(request) -> bool:
         if request.path != METRICS_PATH:
             return False
-        if _may_scrape(request):
+        if in_metrics_networks(request):
             return True
         logger.warning(
             "metrics.refused: %s is not in METRICS_NETWORKS", request.META.get("REMOTE_ADDR")

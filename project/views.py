@@ -12,8 +12,10 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-# The same rule as for /metrics: monitoring systems get the whole answer without signing in.
-from core.metrics_endpoint import _may_scrape as _in_metrics_networks
+from audit.log import record
+from chat.inference import registry
+from chat.inference.worker import ensure_embedded_worker
+from core.metrics_endpoint import in_metrics_networks
 
 # A browser told "unavailable" may retry after this many seconds.
 RETRY_AFTER_SECONDS = 30
@@ -65,11 +67,9 @@ async def _run_check(check) -> dict:
 async def _check_workers() -> dict:
     """At least one inference worker alive and ready; lists each with its model and, while
     its model fails to load, why."""
-    from chat.inference.registry import live_workers
-
     try:
         workers = await asyncio.wait_for(
-            sync_to_async(live_workers)(), HEALTH_CHECK_TIMEOUT_SECONDS
+            sync_to_async(registry.live_workers)(), HEALTH_CHECK_TIMEOUT_SECONDS
         )
     except Exception as exc:  # the shared cache (Redis) is down: no worker can be seen
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300], "workers": []}
@@ -101,7 +101,7 @@ async def _check_workers() -> dict:
 async def _may_see_details(request) -> bool:
     """Worker host names, process ids, queue sizes and timings are for monitoring (an
     address in METRICS_NETWORKS, as for /metrics) and for signed-in, verified staff."""
-    if _in_metrics_networks(request):
+    if in_metrics_networks(request):
         return True
     user = await request.auser()
     return user.is_authenticated and user.is_staff and user.is_verified()
@@ -112,8 +112,6 @@ async def _may_see_details(request) -> bool:
 async def healthz(request):
     """200 when everything answers, 503 when something does not. Monitoring and staff see
     each part's state and what fails; anyone else only the overall status."""
-    from chat.inference.worker import ensure_embedded_worker
-
     ensure_embedded_worker()
     database, channel_layer = await asyncio.gather(
         _run_check(_check_database), _run_check(_check_channel_layer)
@@ -140,8 +138,6 @@ def server_error(request):
 
 def permission_denied(request, exception=None):
     """403 for a signed-in user who may not open a page; recorded as permission.denied."""
-    from audit.log import record
-
     record(
         "permission.denied",
         outcome="denied",
@@ -155,8 +151,6 @@ def permission_denied(request, exception=None):
 
 def csrf_failure(request, reason=""):
     """403 for a form post that failed the CSRF check; recorded as csrf.failure."""
-    from audit.log import record
-
     record(
         "csrf.failure",
         outcome="denied",

@@ -123,3 +123,12 @@ def test_deactivating_after_a_password_change_ends_that_session(
 
     assert not Session.objects.filter(session_key=session_key(employee_client)).exists()
     assert get(employee_client, "/accounts/")["Location"].startswith("/accounts/login/")
+
+
+def test_signing_out_forgets_the_session(employee, employee_client):
+    key = employee_client.session.session_key
+    assert SignInSession.objects.filter(session_key=key).exists()
+
+    employee_client.post("/accounts/logout/", REMOTE_ADDR=IP, secure=True)
+
+    assert not SignInSession.objects.filter(user=employee).exists()
