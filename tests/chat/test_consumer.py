@@ -5,7 +5,6 @@ import json
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.testing import WebsocketCommunicator
 from django.db import connections
 from django.test import Client
 
@@ -15,6 +14,7 @@ from chat.inference import registry
 from chat.models import Conversation, Message
 from tests.support.inference import ScriptedScheduler, running_worker
 from tests.support.personas import PASSWORD
+from tests.support.websockets import send, socket_for, until_done
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -40,50 +40,6 @@ async def worker(scheduler_class):
     async with running_worker("test-worker", scheduler_factory=scheduler_class) as worker:
         yield worker
     await sync_to_async(connections.close_all)()
-
-
-def socket_for(client, *, origin=ORIGIN, address="10.0.0.60"):
-    from project.asgi import application
-
-    cookie = "; ".join(f"{name}={morsel.value}" for name, morsel in client.cookies.items())
-
-    async def from_address(scope, receive, send):
-        return await application(dict(scope, client=[address, 40000]), receive, send)
-
-    return WebsocketCommunicator(
-        from_address,
-        "/ws/chat/",
-        headers=[(b"origin", origin), (b"host", b"localhost:8443"), (b"cookie", cookie.encode())],
-    )
-
-
-@pytest.fixture
-async def chat(employee_client):
-    communicator = socket_for(employee_client)
-    connected, _ = await communicator.connect()
-    assert connected
-    yield communicator
-    await communicator.disconnect()
-    await sync_to_async(connections.close_all)()
-
-
-async def send(communicator, content="What is the capital of France?", conversation=None, **extra):
-    frame = {
-        "type": "chat.send",
-        "conversation": conversation,
-        "content": content,
-        "client_id": "c1",
-        **extra,
-    }
-    await communicator.send_json_to(frame)
-
-
-async def until_done(communicator, timeout=5):
-    """Every frame up to and including chat.done."""
-    frames = []
-    while not frames or frames[-1]["type"] != "chat.done":
-        frames.append(await communicator.receive_json_from(timeout=timeout))
-    return frames
 
 
 # --- refusals before accept -----------------------------------------------------------------

@@ -5,7 +5,7 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth.models import Group
 
 from audit.models import AuditEvent
-from tests.chat.test_consumer import socket_for
+from tests.support.websockets import socket_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -11,8 +11,8 @@ from django.db import connections
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.chat.test_consumer import socket_for
 from tests.support.server import REPO
+from tests.support.websockets import socket_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

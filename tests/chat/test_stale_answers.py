@@ -11,8 +11,8 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from chat import services
 from chat.models import Message
-from tests.chat.test_consumer import send, socket_for, until_done
 from tests.support.inference import running_worker
+from tests.support.websockets import send, socket_for, until_done
 
 IP = "10.8.8.8"
 STALL_TIMEOUT = 5

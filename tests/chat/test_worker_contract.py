@@ -12,8 +12,8 @@ from chat import protocol
 from chat.inference import messages
 from chat.inference.worker import BUSY_DETAIL
 from chat.models import Message
-from tests.chat.test_consumer import send, socket_for, until_done
 from tests.support.inference import ScriptedScheduler, running_worker
+from tests.support.websockets import send, socket_for, until_done
 
 # The fields of each message, as docs/architecture.md ("Worker messages") lists them.
 DOCUMENTED_FIELDS = {

@@ -17,8 +17,8 @@ from chat.inference import registry
 from chat.inference.engine import Engine
 from chat.inference.worker import InferenceWorker
 from chat.models import Message
-from tests.chat.test_consumer import send, socket_for, until_done
 from tests.support.inference import ScriptedEngine, ScriptedScheduler
+from tests.support.websockets import send, until_done
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,16 +26,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture(autouse=True)
 def _short_stall_timeout(settings):
     settings.CHAT_STALL_TIMEOUT = 5
-
-
-@pytest.fixture
-async def chat(employee_client):
-    communicator = socket_for(employee_client)
-    connected, _ = await communicator.connect()
-    assert connected
-    yield communicator
-    await communicator.disconnect()
-    await sync_to_async(connections.close_all)()
 
 
 @contextlib.asynccontextmanager

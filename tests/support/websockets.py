@@ -1,4 +1,5 @@
-"""The project's websocket stack with a test route, for tests of session checks.
+"""The project's websocket stack for tests: with a test route, for tests of session checks,
+and the real chat socket with helpers to send a question and read its answer.
 
 The layers come from ``project.asgi.websocket_application`` (network, refusal audit, origin,
 session, second factor); only the router behind them is a test consumer, because the chat
@@ -12,7 +13,7 @@ from django.db import connections
 from django.urls import path
 
 from accounts.websocket import VerifiedSessionConsumer
-from project.asgi import websocket_application
+from project.asgi import application, websocket_application
 
 ORIGIN = b"https://localhost:8443"
 
@@ -53,3 +54,40 @@ async def connect_with_session(client, *, origin: bytes = ORIGIN):
     await communicator.disconnect()
     await sync_to_async(connections.close_all)()
     return connected, code
+
+
+# --- the chat socket -----------------------------------------------------------------------
+
+
+def socket_for(client, *, origin=ORIGIN, address="10.0.0.60"):
+    """The real chat socket through the whole ASGI stack, carrying the session cookie of a
+    Django test client, from ``address``."""
+    cookie = "; ".join(f"{name}={morsel.value}" for name, morsel in client.cookies.items())
+
+    async def from_address(scope, receive, send):
+        return await application(dict(scope, client=[address, 40000]), receive, send)
+
+    return WebsocketCommunicator(
+        from_address,
+        "/ws/chat/",
+        headers=[(b"origin", origin), (b"host", b"localhost:8443"), (b"cookie", cookie.encode())],
+    )
+
+
+async def send(communicator, content="What is the capital of France?", conversation=None, **extra):
+    frame = {
+        "type": "chat.send",
+        "conversation": conversation,
+        "content": content,
+        "client_id": "c1",
+        **extra,
+    }
+    await communicator.send_json_to(frame)
+
+
+async def until_done(communicator, timeout=5):
+    """Every frame up to and including chat.done."""
+    frames = []
+    while not frames or frames[-1]["type"] != "chat.done":
+        frames.append(await communicator.receive_json_from(timeout=timeout))
+    return frames
