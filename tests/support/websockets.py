@@ -25,14 +25,14 @@ class SessionProbeConsumer(VerifiedSessionConsumer):
         await self.send_json({"pong": content.get("ping")})
 
 
-def application():
+def probe_application():
     return websocket_application(URLRouter([path("ws/test/", SessionProbeConsumer.as_asgi())]))
 
 
 def communicator_for(client, *, origin: bytes = ORIGIN) -> WebsocketCommunicator:
     """A websocket carrying the session cookie of a Django test client, from 10.0.0.50."""
     cookie = "; ".join(f"{name}={morsel.value}" for name, morsel in client.cookies.items())
-    app = application()
+    app = probe_application()
 
     async def from_intranet(scope, receive, send):
         return await app(dict(scope, client=["10.0.0.50", 50000]), receive, send)
