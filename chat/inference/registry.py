@@ -11,9 +11,6 @@ import time
 from django.conf import settings
 from django.core.cache import cache
 
-# Defined with the worker messages; importable from here as well.
-from chat.inference.messages import REQUESTS_CHANNEL as REQUESTS_CHANNEL
-
 REGISTRY_KEY = "inference.workers"
 
 
@@ -51,10 +48,6 @@ def live_workers() -> list[dict]:
 
 def is_alive(name: str) -> bool:
     return cache.get(heartbeat_key(name)) is not None
-
-
-def ready_workers() -> list[dict]:
-    return [w for w in live_workers() if w.get("state") == "ready"]
 
 
 def has_room(workers: list[dict]) -> bool:

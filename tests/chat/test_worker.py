@@ -6,7 +6,7 @@ import uuid
 import pytest
 from channels.layers import get_channel_layer
 
-from chat.inference import registry
+from chat.inference import messages
 from chat.inference.worker import Generation, InferenceWorker
 from tests.support.inference import ScriptedScheduler, running_worker
 
@@ -46,14 +46,13 @@ async def _until(condition, what):
 
 
 def _generate(request_id, reply_to):
-    return {
-        "type": "inference.generate",
-        "request_id": request_id,
-        "reply_to": reply_to,
-        "message_id": str(uuid.uuid4()),
-        "messages": [{"role": "user", "content": "What is the capital of France?"}],
-        "params": {},
-    }
+    return messages.generate(
+        request_id=request_id,
+        reply_to=reply_to,
+        message_id=str(uuid.uuid4()),
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        params={},
+    )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -73,9 +72,9 @@ async def test_requests_arriving_together_at_an_idle_worker_start_in_the_same_st
     async with running_worker("w", scheduler_factory=Recording) as worker:
         layer = get_channel_layer()
         reply_to = await layer.new_channel()
-        await layer.send(registry.REQUESTS_CHANNEL, _generate("first", reply_to))
+        await layer.send(messages.REQUESTS_CHANNEL, _generate("first", reply_to))
         await _until(lambda: "first" in worker.generations, "the first request is accepted")
-        await layer.send(registry.REQUESTS_CHANNEL, _generate("second", reply_to))
+        await layer.send(messages.REQUESTS_CHANNEL, _generate("second", reply_to))
         await _until(lambda: admitted_per_step, "a step runs")
 
     # Without the window, the first step would have started with the first request alone.
@@ -102,9 +101,9 @@ async def test_a_newcomer_is_accepted_while_a_step_runs(monkeypatch):
     async with running_worker("w", scheduler_factory=Slow) as worker:
         layer = get_channel_layer()
         reply_to = await layer.new_channel()
-        await layer.send(registry.REQUESTS_CHANNEL, _generate("first", reply_to))
+        await layer.send(messages.REQUESTS_CHANNEL, _generate("first", reply_to))
         await asyncio.wait_for(stepping.wait(), 5)
-        await layer.send(registry.REQUESTS_CHANNEL, _generate("second", reply_to))
+        await layer.send(messages.REQUESTS_CHANNEL, _generate("second", reply_to))
         await _until(lambda: len(seen_at_step_end) >= 2, "two steps have run")
 
     # Its prompt was encoded beside the first step, not after it: it was in by that step's
