@@ -119,9 +119,8 @@ class InferenceWorker:
             engine, self.scheduler = await self._load(loop, executor)
             self.engine = engine
             self.model_name = engine.model_name
-            # What the model's context allows; an engine that does not say (a scripted one)
-            # answers up to the setting.
-            self.max_new_tokens = getattr(engine, "max_new_tokens", settings.LLM_MAX_NEW_TOKENS)
+            # What the model's context allows (at most LLM_MAX_NEW_TOKENS).
+            self.max_new_tokens = engine.max_new_tokens
             metrics.watch_scheduler(self.scheduler)
             self.state = "ready"
             self.error = None

@@ -25,6 +25,12 @@ class ScriptedEngine:
     model_name = "scripted-model"
     device = "cpu"
 
+    def __init__(self):
+        from django.conf import settings
+
+        # As the real engine: the longest answer the model's context allows.
+        self.max_new_tokens = settings.LLM_MAX_NEW_TOKENS
+
     def prompt_ids(self, messages, max_new_tokens):
         return list(range(sum(len(m["content"]) for m in messages)))
 
