@@ -117,7 +117,8 @@ def run_engine(levels: list[int], tokens: int) -> dict:
     submitted together, stepped until all end; ignore_eos, greedy, ``tokens`` each."""
     import torch
 
-    from chat.inference.engine import Engine, SamplingParams
+    from chat.inference.engine import Engine
+    from chat.inference.params import SamplingParams
     from chat.inference.scheduler import Scheduler
 
     engine = Engine.from_settings()

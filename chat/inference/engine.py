@@ -14,9 +14,6 @@ import torch
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-# Re-exported: the scheduler and the benchmarks take SamplingParams from the engine.
-from chat.inference.params import SamplingParams as SamplingParams
-
 # transformers is imported lazily, after these: it and huggingface_hub read them at import.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"

@@ -39,7 +39,8 @@ from dataclasses import dataclass
 import torch
 from django.conf import settings
 
-from chat.inference.engine import Engine, SamplingParams
+from chat.inference.engine import Engine
+from chat.inference.params import SamplingParams
 
 logger = logging.getLogger(__name__)
 

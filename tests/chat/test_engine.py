@@ -10,7 +10,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 
 import chat.inference.engine as engine_module
-from chat.inference.engine import Engine, SamplingParams
+from chat.inference.engine import Engine
+from chat.inference.params import SamplingParams
 from chat.management.commands import prepare_model
 
 SYSTEM_PROMPT = "You are the test assistant."

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from chat.inference.engine import SamplingParams
+from chat.inference.params import SamplingParams
 from chat.inference.scheduler import IncrementalDecoder, QueueFull, Scheduler
 
 GREEDY = SamplingParams(max_new_tokens=12)
