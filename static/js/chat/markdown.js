@@ -4,7 +4,7 @@
 // highlight.js colours code blocks that name their language. Without those libraries the
 // text is shown as plain text.
 
-import { ICON_COPY, escapeHtml, make, svgIcon } from "./util.js";
+import { copyButton, escapeHtml, make } from "./util.js";
 
 var canRenderMarkdown = Boolean(window.marked && window.DOMPurify && window.DOMPurify.isSupported);
 var hljs = window.hljs || null;
@@ -95,12 +95,7 @@ function decorateCodeBlocks(root) {
     var block = make("div", "code-block");
     var head = make("div", "code-block-head");
     head.appendChild(make("span", "code-language", match ? match[1] : "text"));
-    var copy = make("button", "copy-button copy-code");
-    copy.type = "button";
-    copy.appendChild(svgIcon(ICON_COPY));
-    copy.appendChild(make("span", "copy-label", "Copy"));
-    copy.setAttribute("aria-label", "Copy code");
-    head.appendChild(copy);
+    head.appendChild(copyButton("copy-code", "Copy code"));
     pre.parentNode.insertBefore(block, pre);
     block.appendChild(head);
     block.appendChild(pre);

@@ -5,7 +5,7 @@
 
 import { el, state } from "./page.js";
 import { renderMarkdownInto } from "./markdown.js";
-import { ICON_COPY, isUuid, make, svgIcon } from "./util.js";
+import { copyButton, isUuid, make } from "./util.js";
 
 // Markdown is re-rendered at most this often while an answer streams (milliseconds).
 var RENDER_INTERVAL_MS = 100;
@@ -56,12 +56,7 @@ export function assistantMessageNode(message) {
   if (message.model) {
     meta.appendChild(make("span", "message-model", message.model));
   }
-  var copy = make("button", "copy-button copy-message");
-  copy.type = "button";
-  copy.appendChild(svgIcon(ICON_COPY));
-  copy.appendChild(make("span", "copy-label", "Copy"));
-  copy.setAttribute("aria-label", "Copy answer as Markdown");
-  meta.appendChild(copy);
+  meta.appendChild(copyButton("copy-message", "Copy answer as Markdown"));
   node.appendChild(meta);
   node.appendChild(make("div", "message-body markdown"));
   var typing = make("div", "typing");

@@ -85,3 +85,14 @@ export function make(tag, className, text) {
   }
   return node;
 }
+
+// A "Copy" button (icon and label); ``kind`` is copy-code or copy-message, which the click
+// handler in copy.js tells apart.
+export function copyButton(kind, label) {
+  var button = make("button", "copy-button " + kind);
+  button.type = "button";
+  button.appendChild(svgIcon(ICON_COPY));
+  button.appendChild(make("span", "copy-label", "Copy"));
+  button.setAttribute("aria-label", label);
+  return button;
+}
