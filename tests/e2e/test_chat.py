@@ -1,5 +1,5 @@
 """An employee chats with the real model in Chromium: ask, watch the answer stream, stop a
-long answer, find the conversation after a reload, rename it, export it, delete it."""
+long answer, copy an answer, find the conversation after a reload, rename it, export it, delete it."""
 
 import pytest
 from playwright.sync_api import expect
@@ -32,6 +32,11 @@ def test_an_employee_chats_stops_reloads_renames_exports_and_deletes(site, page_
     expect(answer).to_contain_text("Paris", timeout=ANSWER_TIMEOUT)
     expect(page.locator("#stop-button")).to_be_hidden(timeout=ANSWER_TIMEOUT)
     screenshots.take(page, "first-answer")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    copy = answer.get_by_role("button", name="Copy answer as Markdown")
+    copy.click()
+    expect(copy).to_contain_text("Copied")
+    assert "Paris" in page.evaluate("navigator.clipboard.readText()")
     # Nothing of the question or the answer is in the database files on disk.
     for stored in site.var_dir.glob("db.sqlite3*"):
         data = stored.read_bytes()
