@@ -11,8 +11,15 @@ from django.shortcuts import redirect
 from accounts.services import SIGNED_IN_AT_KEY, confirmed_totp_device
 
 # Reachable without signing in: the sign-in pages (the admin's only redirects to ours),
-# health probes, static files.
-PUBLIC_PREFIXES = ("/accounts/login/", "/admin/login/", "/healthz", "/static/", "/favicon.ico")
+# health and liveness probes, static files.
+PUBLIC_PREFIXES = (
+    "/accounts/login/",
+    "/admin/login/",
+    "/healthz",
+    "/livez",
+    "/static/",
+    "/favicon.ico",
+)
 # Reachable after the password, before the second factor.
 HALF_SIGNED_IN_PREFIXES = ("/accounts/verify/", "/accounts/enrol/", "/accounts/logout/")
 

@@ -8,6 +8,7 @@ from project import views
 urlpatterns = [
     path("", chat_views.chat_page, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("livez", views.livez, name="livez"),
     path("accounts/", include("accounts.urls")),
     path("chat/", include("chat.urls")),
     # One way in: the admin's own sign-in page hands over to the two-step one.

@@ -125,6 +125,15 @@ async def healthz(request):
     return JsonResponse(body, status=200 if healthy else 503)
 
 
+@never_cache
+@require_GET
+def livez(request):
+    """200 while this process answers requests at all: it asks no database, cache, channel
+    layer or worker, so an orchestrator restarts a process that hangs, not every process
+    at once when a dependency they all share is down (that is /healthz's business)."""
+    return JsonResponse({"status": "alive"})
+
+
 def server_error(request):
     """500 for a failure in the code, 503 (with Retry-After) when the database is down: the
     page then says that nothing was lost and to come back in a minute."""
