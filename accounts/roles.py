@@ -14,6 +14,7 @@ import contextlib
 import contextvars
 import logging
 
+from django.conf import settings
 from django.contrib.auth.models import Group, Permission
 from django.db.models import Q
 
@@ -42,8 +43,17 @@ ROLES = {
     # Read the audit log, nothing else (reading needs the membership itself, see audit.access).
     COMPLIANCE: [("audit", "view_auditevent")],
 }
-# Groups whose membership is a right in itself, beyond their permissions.
-MEMBERSHIP_RIGHTS = {COMPLIANCE: "member of Compliance"}
+
+
+def membership_rights() -> dict[str, str]:
+    """Groups whose membership is a right in itself, beyond their permissions: Compliance
+    (reads the audit log, asks for supervised access) and the group that approves
+    supervised access (named by a setting). Only a superuser gives them."""
+    return {
+        COMPLIANCE: "member of Compliance",
+        settings.SUPERVISED_ACCESS_APPROVERS: "approves supervised access",
+    }
+
 
 _ensuring_roles = contextvars.ContextVar("ensuring_roles", default=False)
 
@@ -95,10 +105,11 @@ def _permission_names(permissions) -> set[str]:
 
 def group_rights(group) -> frozenset[str]:
     """What membership of ``group`` gives: its permissions, and the membership itself where
-    that is a right (Compliance)."""
+    that is a right (Compliance, the supervised-access approvers)."""
     rights = _permission_names(group.permissions.all())
-    if group.name in MEMBERSHIP_RIGHTS:
-        rights.add(MEMBERSHIP_RIGHTS[group.name])
+    special = membership_rights()
+    if group.name in special:
+        rights.add(special[group.name])
     return frozenset(rights)
 
 
@@ -110,9 +121,10 @@ def rights(user) -> frozenset[str]:
     granted = _permission_names(
         Permission.objects.filter(Q(user=user) | Q(group__user=user)).distinct()
     )
+    special = membership_rights()
     granted |= {
-        MEMBERSHIP_RIGHTS[name]
-        for name in user.groups.filter(name__in=MEMBERSHIP_RIGHTS).values_list("name", flat=True)
+        special[name]
+        for name in user.groups.filter(name__in=special).values_list("name", flat=True)
     }
     if user.is_staff:
         granted.add("staff")

@@ -13,7 +13,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
-from accounts import services
+from accounts import account_page, services
 from accounts.forms import CodeForm
 
 
@@ -133,6 +133,7 @@ def account(request):
             "device": device,
             "codes_left": backup.codes_left() if backup else 0,
             "form": CodeForm(numeric=True),
+            "sections": account_page.sections(request),
         },
     )
 

@@ -23,6 +23,7 @@ AREAS = {
     "security": "refusals and probes",
     "chat": "conversations and answers",
     "audit": "the audit log itself",
+    "access": "supervised access to a user's conversations",
     "operations": "keys, workers and backups",
 }
 
@@ -74,6 +75,18 @@ CATALOGUE: dict[str, Action] = {
         Action("audit.exported", "audit", "format, filter and row count"),
         Action("audit.verified", "audit", "events checked, first bad sequence"),
         Action("audit.purged", "audit", "the checkpoint of the removed events"),
+        Action(
+            "access.requested",
+            "access",
+            "whose conversations (target), hours asked, the justification",
+        ),
+        Action("access.approved", "access", "by a second person: requester, end of the window"),
+        Action("access.refused", "access", "by a second person: requester, the reason"),
+        Action(
+            "access.used",
+            "access",
+            "a reading: the list (conversation count) or one conversation (id, message count)",
+        ),
         Action("keys.rotated", "operations", "kind, step, key ids or certificate serials"),
         Action("worker.started", "operations", "worker name, model, device"),
         Action("worker.stopped", "operations", "worker name, model"),

@@ -61,3 +61,59 @@ class Message(models.Model):
 
     def __str__(self):
         return f"{self.role} message {self.id} ({self.status})"
+
+
+class SupervisedAccess(models.Model):
+    """A request by a member of Compliance to read one user's conversations for a while.
+
+    Nobody reads another person's chats otherwise. A second person, from the group that
+    SUPERVISED_ACCESS_APPROVERS names, approves or refuses it; an approved request lets its
+    requester, and only them, read the conversations read-only from the approval until
+    ``ends_at``. Every reading is counted here and recorded as access.used; once the time
+    is over the user sees on their account page when and why it happened.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "waiting for approval"
+        APPROVED = "approved"
+        REFUSED = "refused"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    subject = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="supervised_accesses",
+        help_text="The user whose conversations would be read.",
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    justification = models.TextField(help_text="Why; the user is shown it afterwards.")
+    hours = models.PositiveIntegerField(help_text="How long the reading may last once approved.")
+    requested_at = models.DateTimeField(default=timezone.now, editable=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True)
+    refusal_reason = models.TextField(blank=True)
+    ends_at = models.DateTimeField(null=True, help_text="Set on approval.")
+    times_used = models.PositiveIntegerField(default=0)
+    first_used_at = models.DateTimeField(null=True)
+    last_used_at = models.DateTimeField(null=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        indexes = [models.Index(fields=["subject", "status"])]
+
+    def __str__(self):
+        return f"supervised access {self.id} to {self.subject_id} ({self.status})"
+
+    def is_open(self, now=None) -> bool:
+        """Approved and not yet over."""
+        now = now or timezone.now()
+        return self.status == self.Status.APPROVED and self.ends_at > now
+
+    def has_ended(self, now=None) -> bool:
+        now = now or timezone.now()
+        return self.status == self.Status.APPROVED and self.ends_at <= now

@@ -401,6 +401,15 @@ EMBEDDED_WORKER = env_bool("EMBEDDED_WORKER", not env_str("REDIS_URL"))
 AUDIT_MIRROR = env_bool("AUDIT_MIRROR", False)
 AUDIT_SYSLOG = env_str("AUDIT_SYSLOG")
 
+# --- Supervised access to a user's conversations ----------------------------------------
+
+# The group whose members approve or refuse Compliance's requests to read a user's
+# conversations (never their own request); created by migrate if missing.
+SUPERVISED_ACCESS_APPROVERS = env_str("SUPERVISED_ACCESS_APPROVERS", "Access approvers")
+# The longest reading a request may ask for, in hours: three days covers a weekend-long
+# investigation step; longer needs a new request, approved again.
+SUPERVISED_ACCESS_MAX_HOURS = env_int("SUPERVISED_ACCESS_MAX_HOURS", 72, minimum=1, maximum=720)
+
 # --- Static files, i18n, logging ---------------------------------------------------------
 
 STATIC_URL = "/static/"

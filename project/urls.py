@@ -11,6 +11,7 @@ urlpatterns = [
     path("livez", views.livez, name="livez"),
     path("accounts/", include("accounts.urls")),
     path("chat/", include("chat.urls")),
+    path("supervision/", include("chat.supervision_urls")),
     # One way in: the admin's own sign-in page hands over to the two-step one.
     path(
         "admin/login/",
