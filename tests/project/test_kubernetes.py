@@ -19,7 +19,7 @@ from django.core.management import get_commands
 from django.urls import resolve
 from kubernetes_validate import utils as kubernetes_schemas
 
-from core.keys import GENERATORS
+from core.keys import GENERATORS, new_key, read_key_file
 from project.management.commands.env_reference import read_variables
 from tests.support import kustomize
 from tests.support.server import REPO
@@ -393,6 +393,56 @@ def test_every_pod_gets_every_key_file_from_the_secret(objects):
         for container in containers_of(template["spec"]):
             names = {variable["name"] for variable in container.get("env", [])}
             assert not names & {"SECRET_KEY", "CHAT_ENCRYPTION_KEYS", "AUDIT_HMAC_KEY"}
+
+
+def test_the_web_serves_with_a_private_copy_of_its_tls_key(objects):
+    pod = pod_templates(objects)["llm-chat-web"]["spec"]
+    web = pod["containers"][0]
+    env = {variable["name"]: variable.get("value") for variable in web["env"]}
+    tls = next(v for v in pod["volumes"] if v["name"] == "tls")["secret"]
+    copying = " ".join(pod["initContainers"][0]["command"])
+
+    assert env["TLS_CERT"].startswith("/app/var/") and env["TLS_KEY"].startswith("/app/var/")
+    assert {item["key"] for item in tls["items"]} == {"tls.crt", "tls.key"}
+    assert (
+        f"install -m 0600 /run/secrets/llm-chat/tls/tls.crt /run/secrets/llm-chat/tls/tls.key {env['TLS_KEY'].rsplit('/', 1)[0]}/"
+        in copying
+    )
+    # The main container never mounts a Secret: it reads only the copies.
+    secret_volumes = {v["name"] for v in pod["volumes"] if "secret" in v}
+    assert not {m["name"] for m in web["volumeMounts"]} & secret_volumes
+
+
+def test_the_copies_the_init_containers_make_are_accepted_by_the_server(objects, tmp_path):
+    """Runs each pod's copying steps (the `install` commands of its first init container)
+    against Secret-like files of mode 0440, then reads the copies as the server does."""
+    secrets_dir, var_dir = tmp_path / "secrets", tmp_path / "var"
+    for name in GENERATORS:
+        (secrets_dir / "keys").mkdir(parents=True, exist_ok=True)
+        (secrets_dir / "keys" / name).write_text(new_key(name) + "\n")
+    (secrets_dir / "tls").mkdir()
+    for name in ("tls.crt", "tls.key"):
+        (secrets_dir / "tls" / name).write_text("-----BEGIN PEM-----\n")
+    for path in secrets_dir.rglob("*"):
+        path.chmod(0o750 if path.is_dir() else 0o440)
+
+    for name, template in pod_templates(objects).items():
+        shutil.rmtree(var_dir, ignore_errors=True)
+        command = template["spec"]["initContainers"][0]["command"]
+        assert command[:2] == ["sh", "-c"], name
+        steps = [step.strip() for step in command[2].split("&&")]
+        copying = " && ".join(step for step in steps if step.startswith("install "))
+        copying = copying.replace("/run/secrets/llm-chat", str(secrets_dir))
+        copying = copying.replace("/app/var", str(var_dir))
+        subprocess.run(["sh", "-c", copying], check=True)
+
+        for key_name in GENERATORS:
+            assert read_key_file(var_dir / "keys" / key_name) == [
+                (secrets_dir / "keys" / key_name).read_text().strip()
+            ], name
+        for copied in var_dir.rglob("*"):
+            mode = copied.stat().st_mode & 0o777
+            assert mode == (0o700 if copied.is_dir() else 0o600), f"{name}: {copied} {mode:o}"
 
 
 def test_the_settings_are_variables_the_project_reads(objects):
