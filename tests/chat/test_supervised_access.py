@@ -8,6 +8,7 @@ import importlib
 import pytest
 from django.apps import apps as django_apps
 from django.conf import settings
+from django.contrib import admin
 from django.contrib.auth.models import Group
 from django.test import Client
 from django.utils import timezone
@@ -15,7 +16,7 @@ from django.utils import timezone
 from accounts.roles import may_assign, may_manage
 from audit.models import AuditEvent
 from chat import services, supervision
-from chat.models import SupervisedAccess
+from chat.models import Conversation, Message, SupervisedAccess
 from chat.supervision import SupervisionError
 from tests.support.personas import login_2fa, make_compliance_officer, make_employee
 
@@ -364,3 +365,9 @@ def test_only_a_superuser_puts_someone_in_the_approvers_group(group_admin, admin
     employee.groups.add(group)
     # An approver has a right an admin lacks: only a superuser manages their account.
     assert not may_manage(group_admin, employee)
+
+
+def test_no_admin_page_shows_conversations_or_messages():
+    assert not admin.site.is_registered(Conversation)
+    assert not admin.site.is_registered(Message)
+    assert not admin.site.is_registered(SupervisedAccess)

@@ -374,6 +374,34 @@ def test_web_is_reachable_only_from_the_intranet_and_the_ingress_controller(obje
                 assert source["podSelector"]["matchLabels"]
 
 
+def test_no_pod_reaches_web_through_the_intranet_ranges(objects):
+    pod_networks = [
+        ipaddress.ip_network(n) for n in settings_of(objects)["TRUSTED_PROXIES"].split(",")
+    ]
+    policy = one(objects, "NetworkPolicy", "llm-chat-web")
+
+    for rule in policy["spec"]["ingress"]:
+        for source in rule["from"]:
+            if "ipBlock" not in source:
+                continue
+            block = ipaddress.ip_network(source["ipBlock"]["cidr"])
+            excepted = [ipaddress.ip_network(n) for n in source["ipBlock"].get("except", [])]
+            for pods in pod_networks:
+                if pods.overlaps(block):
+                    assert any(pods.subnet_of(e) for e in excepted), f"{pods} within {block}"
+
+
+def test_the_ingress_admits_only_the_intranet(objects):
+    ingress = one(objects, "Ingress", "llm-chat-web")
+    annotation = "nginx.ingress.kubernetes.io/whitelist-source-range"
+    internal = [
+        ipaddress.ip_network(n) for n in settings_of(objects)["INTERNAL_NETWORKS"].split(",")
+    ]
+
+    for network in ingress["metadata"]["annotations"][annotation].split(","):
+        assert any(ipaddress.ip_network(network).subnet_of(n) for n in internal), network
+
+
 # --- secrets and settings ------------------------------------------------------------------
 
 
