@@ -232,6 +232,15 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
+# Company directory sign-in (LDAP / Active Directory), only where AUTH_LDAP_SERVER_URI is
+# set; every AUTH_LDAP_* variable is read and checked in accounts/directory_config.py and
+# listed in docs/deploy.md. Local accounts keep signing in beside it.
+AUTH_LDAP_SERVER_URI = env_str("AUTH_LDAP_SERVER_URI")
+if AUTH_LDAP_SERVER_URI:
+    from accounts.directory_config import ldap_settings
+
+    globals().update(ldap_settings(BASE_DIR))
+    AUTHENTICATION_BACKENDS.append("accounts.directory.DirectoryBackend")
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
