@@ -295,6 +295,16 @@ class DirectoryConnection:
             raise DirectoryUnavailable(describe_error(exc)) from exc
         return DirectoryEntry(dn=dn, role_groups=roles_for(info[0] for info in groups))
 
+    def exists(self, dn: str) -> bool:
+        """Whether the entry ``dn`` is still in the directory (the filter may leave it out)."""
+        try:
+            self.connection.search_s(dn, ldap.SCOPE_BASE, "(objectClass=*)", ["1.1"])
+        except ldap.NO_SUCH_OBJECT:
+            return False
+        except ldap.LDAPError as exc:
+            raise DirectoryUnavailable(describe_error(exc)) from exc
+        return True
+
 
 @dataclass(frozen=True)
 class _BoundEntry:

@@ -232,9 +232,10 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
-# Company directory sign-in (LDAP / Active Directory), only where AUTH_LDAP_SERVER_URI is
-# set; every AUTH_LDAP_* variable is read and checked in accounts/directory_config.py and
-# listed in docs/deploy.md. Local accounts keep signing in beside it.
+# The company directory (LDAP / Active Directory) people may sign in with: ldaps:// URIs, or
+# ldap:// with AUTH_LDAP_START_TLS; empty: local accounts only. The other AUTH_LDAP_*
+# variables are read and checked in accounts/directory_config.py (docs/deploy.md, "Company
+# directory"); local accounts keep signing in beside the directory.
 AUTH_LDAP_SERVER_URI = env_str("AUTH_LDAP_SERVER_URI")
 if AUTH_LDAP_SERVER_URI:
     from accounts.directory_config import ldap_settings
