@@ -86,7 +86,7 @@ def note_status(source: str, ok: bool, error: str = "") -> None:
         logger.warning("Could not store the directory's state in the cache", exc_info=True)
 
 
-def _cached_status(source: str) -> dict | None:
+def cached_status(source: str) -> dict | None:
     try:
         return cache.get(_STATUS_KEY.format(source=source))
     except Exception:
@@ -98,15 +98,15 @@ def ldap_status() -> dict | None:
     old (asking the directory when it is older); None when none is configured."""
     if not ldap_configured():
         return None
-    status = _cached_status("ldap")
-    if status is None or time.time() - status["checked_at"] > STATUS_MAX_AGE_SECONDS:
+    status = cached_status("ldap")
+    if is_stale(status):
         try:
             DirectoryConnection().close()
         except DirectoryUnavailable as exc:
             note_status("ldap", False, str(exc))
         else:
             note_status("ldap", True)
-        status = _cached_status("ldap") or {"ok": False, "error": "no state", "checked_at": 0}
+        status = cached_status("ldap") or {"ok": False, "error": "no state", "checked_at": 0}
     return status
 
 
@@ -115,10 +115,19 @@ def _ldap_up() -> float:
     return float(bool(status and status["ok"]))
 
 
+def is_stale(status: dict | None) -> bool:
+    return status is None or time.time() - status["checked_at"] > STATUS_MAX_AGE_SECONDS
+
+
 def register_metrics() -> None:
-    """Let /metrics read the directory's state at each scrape (accounts.apps calls this)."""
+    """Let /metrics read the directory's and the identity provider's state at each scrape
+    (accounts.apps calls this)."""
     if ldap_configured():
         DIRECTORY_UP.labels("ldap").set_function(_ldap_up)
+    if getattr(settings, "OIDC_OP_ISSUER", ""):
+        from accounts.oidc import provider_up
+
+        DIRECTORY_UP.labels("oidc").set_function(provider_up)
 
 
 # --- Roles ------------------------------------------------------------------------------------

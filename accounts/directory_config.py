@@ -144,3 +144,91 @@ def ldap_settings(base_dir: Path, environ: Mapping[str, str] | None = None) -> d
         "AUTH_LDAP_CACHE_TIMEOUT": 0,
         **{name: dn or None for name, dn in role_groups.items()},
     }
+
+
+def _client_secret(environ: Mapping[str, str] | None, base_dir: Path) -> str:
+    secret = env_str("OIDC_RP_CLIENT_SECRET", environ=environ)
+    secret_file = env_path("OIDC_RP_CLIENT_SECRET_FILE", None, base=base_dir, environ=environ)
+    if secret and secret_file:
+        raise ImproperlyConfigured(
+            "Set OIDC_RP_CLIENT_SECRET or OIDC_RP_CLIENT_SECRET_FILE, not both."
+        )
+    if secret_file is None:
+        return secret
+    try:
+        return secret_file.read_text().strip()
+    except OSError as exc:
+        raise ImproperlyConfigured(
+            f"OIDC_RP_CLIENT_SECRET_FILE={secret_file} cannot be read: {exc.strerror}."
+        ) from None
+
+
+def oidc_settings(base_dir: Path, environ: Mapping[str, str] | None = None) -> dict:
+    """mozilla-django-oidc's settings and accounts.oidc's own, from the environment (only
+    called when OIDC_OP_ISSUER is set); endpoints come from the issuer's discovery document
+    at sign-in, not from here."""
+    issuer = env_str("OIDC_OP_ISSUER", environ=environ).rstrip("/")
+    if not issuer.startswith("https://"):
+        raise ImproperlyConfigured(
+            f"OIDC_OP_ISSUER={issuer!r} must be the identity provider's https:// issuer URL, "
+            "e.g. https://login.microsoftonline.com/<tenant id>/v2.0."
+        )
+    client_id = _required("OIDC_RP_CLIENT_ID", environ, "the application (client) id")
+    secret = _client_secret(environ, base_dir)
+    if not secret:
+        raise ImproperlyConfigured(
+            "OIDC_RP_CLIENT_SECRET (or OIDC_RP_CLIENT_SECRET_FILE) is not set: use the client "
+            "secret the identity provider gave this application."
+        )
+    ca_file = env_path("OIDC_CA_FILE", None, base=base_dir, environ=environ)
+    if ca_file is not None and not ca_file.is_file():
+        raise ImproperlyConfigured(
+            f"OIDC_CA_FILE={ca_file} does not exist: point it at the PEM file of the CA that "
+            "issued the identity provider's certificate, or unset it for the system's CAs."
+        )
+    algorithm = env_str("OIDC_RP_SIGN_ALGO", "RS256", environ=environ)
+    if algorithm not in {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256"}:
+        raise ImproperlyConfigured(
+            f"OIDC_RP_SIGN_ALGO={algorithm!r}: use the provider's signing algorithm, such as "
+            "RS256 or ES256 (shared-secret and unsigned tokens are not accepted)."
+        )
+    roles = {
+        name: env_str(name, environ=environ)
+        for name in ("OIDC_EMPLOYEES_ROLE", "OIDC_COMPLIANCE_ROLE", "OIDC_ADMINS_ROLE")
+    }
+    if not roles["OIDC_EMPLOYEES_ROLE"]:
+        raise ImproperlyConfigured(
+            "OIDC_EMPLOYEES_ROLE is not set: name the group or role (as the provider's "
+            "OIDC_ROLES_CLAIM lists it) whose members may use the chat."
+        )
+    acr_values = [
+        value.strip()
+        for value in env_str("OIDC_MFA_ACR_VALUES", environ=environ).split(",")
+        if value.strip()
+    ]
+    return {
+        "OIDC_OP_ISSUER": issuer,
+        "OIDC_RP_CLIENT_ID": client_id,
+        "OIDC_RP_CLIENT_SECRET": secret,
+        "OIDC_RP_SIGN_ALGO": algorithm,
+        "OIDC_RP_SCOPES": env_str("OIDC_RP_SCOPES", "openid email profile", environ=environ),
+        # requests' verify: the CA file, else the system's CAs; never off.
+        "OIDC_VERIFY_SSL": str(ca_file) if ca_file else True,
+        "OIDC_TIMEOUT": env_int("OIDC_TIMEOUT", 10, minimum=1, maximum=60, environ=environ),
+        "OIDC_USE_NONCE": True,
+        "OIDC_USE_PKCE": True,
+        "OIDC_PKCE_CODE_CHALLENGE_METHOD": "S256",
+        "OIDC_CREATE_USER": True,
+        "OIDC_STORE_ACCESS_TOKEN": False,
+        "OIDC_STORE_ID_TOKEN": False,
+        "OIDC_AUTHENTICATION_CALLBACK_URL": "accounts:oidc_callback",
+        "LOGIN_REDIRECT_URL_FAILURE": "/accounts/login/",
+        "OIDC_ROLES_CLAIM": env_str("OIDC_ROLES_CLAIM", "groups", environ=environ),
+        "OIDC_USERNAME_CLAIM": env_str(
+            "OIDC_USERNAME_CLAIM", "preferred_username", environ=environ
+        ),
+        **roles,
+        "OIDC_TRUST_IDP_MFA": env_bool("OIDC_TRUST_IDP_MFA", False, environ=environ),
+        "OIDC_MFA_ACR_VALUES": acr_values,
+        "OIDC_PROVIDER_NAME": env_str("OIDC_PROVIDER_NAME", "company sign-in", environ=environ),
+    }

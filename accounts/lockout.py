@@ -54,8 +54,9 @@ class SignInLockoutHandler(AxesDatabaseHandler):
 
     def user_login_failed(self, sender, credentials: dict, request=None, **kwargs):
         failure = getattr(request, "sign_in_failure", None) or {}
-        if failure.get("reason") == DIRECTORY_UNAVAILABLE:
-            # Nobody's password was checked: an outage must not lock people out.
+        if failure.get("reason") == DIRECTORY_UNAVAILABLE or failure.get("backend") == "oidc":
+            # Nobody's password was checked here (an outage; or the identity provider, which
+            # has its own lockout, refused): neither may lock an office's address out.
             return
         super().user_login_failed(sender, credentials, request, **kwargs)
         if request is None or request.axes_locked_out:

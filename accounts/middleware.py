@@ -12,7 +12,14 @@ from accounts.services import SIGNED_IN_AT_KEY, confirmed_totp_device
 
 # Reachable without signing in: the sign-in pages (the admin's only redirects to ours),
 # health probes, static files.
-PUBLIC_PREFIXES = ("/accounts/login/", "/admin/login/", "/healthz", "/static/", "/favicon.ico")
+PUBLIC_PREFIXES = (
+    "/accounts/login/",
+    "/accounts/oidc/",
+    "/admin/login/",
+    "/healthz",
+    "/static/",
+    "/favicon.ico",
+)
 # Reachable after the password, before the second factor.
 HALF_SIGNED_IN_PREFIXES = ("/accounts/verify/", "/accounts/enrol/", "/accounts/logout/")
 

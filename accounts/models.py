@@ -252,3 +252,13 @@ class DirectoryAccount(models.Model):
 
     def __str__(self):
         return f"{self.user} from {self.get_source_display()}"
+
+
+class IdentityProviderDevice(Device):
+    """The second factor an OpenID Connect provider asserted at sign-in (``amr`` says
+    ``mfa``, or ``acr`` is one of OIDC_MFA_ACR_VALUES), accepted only where
+    OIDC_TRUST_IDP_MFA is on. It verifies no code: a session is marked verified with it only
+    by accounts.oidc, right after the provider's signed ID token said so."""
+
+    def verify_token(self, token):
+        return False

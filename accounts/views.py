@@ -37,6 +37,11 @@ class SignInView(auth_views.LoginView):
     template_name = "accounts/login.html"
     authentication_form = SignInForm
 
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["oidc_provider_name"] = getattr(settings, "OIDC_PROVIDER_NAME", "")
+        return context
+
     def get_success_url(self):
         user = self.request.user
         step = "accounts:verify" if services.confirmed_totp_device(user) else "accounts:enrol"

@@ -242,6 +242,16 @@ if AUTH_LDAP_SERVER_URI:
 
     globals().update(ldap_settings(BASE_DIR))
     AUTHENTICATION_BACKENDS.append("accounts.directory.DirectoryBackend")
+# The OpenID Connect provider (Entra ID, Keycloak, ADFS, Okta) people may sign in with: its
+# https:// issuer URL, whose discovery document names the endpoints; empty: no company
+# sign-in button. The other OIDC_* variables are read and checked in
+# accounts/directory_config.py (docs/deploy.md, "Company directory").
+OIDC_OP_ISSUER = env_str("OIDC_OP_ISSUER")
+if OIDC_OP_ISSUER:
+    from accounts.directory_config import oidc_settings
+
+    globals().update(oidc_settings(BASE_DIR))
+    AUTHENTICATION_BACKENDS.append("accounts.oidc.OIDCBackend")
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"

@@ -16,6 +16,7 @@ from accounts import roles
 from accounts.directory_config import ldap_settings
 from accounts.models import DirectoryAccount
 from audit.models import AuditEvent
+from tests.support.certificates import write_test_ca
 from tests.support.personas import PASSWORD, enrol_totp, make_employee, totp_code
 from tests.support.server import REPO
 from tests.support.slapd import (
@@ -23,7 +24,6 @@ from tests.support.slapd import (
     PEOPLE,
     PEOPLE_PASSWORDS,
     ThrowawaySlapd,
-    write_test_ca,
 )
 
 pytestmark = [pytest.mark.system, pytest.mark.django_db]
