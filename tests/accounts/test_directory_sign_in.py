@@ -17,7 +17,14 @@ from accounts.directory_config import ldap_settings
 from accounts.models import DirectoryAccount
 from audit.models import AuditEvent
 from tests.support.certificates import write_test_ca
-from tests.support.personas import PASSWORD, enrol_totp, make_employee, totp_code
+from tests.support.personas import (
+    PASSWORD,
+    enrol_totp,
+    login_2fa,
+    make_admin,
+    make_employee,
+    totp_code,
+)
 from tests.support.server import REPO
 from tests.support.slapd import (
     GROUPS,
@@ -314,3 +321,17 @@ def test_a_configuration_that_would_weaken_sign_in_stops_start_up(env, says):
     }
     with pytest.raises(ImproperlyConfigured, match=says.replace("(", r"\(").replace(")", r"\)")):
         ldap_settings(Path(REPO), environ={**base, **env})
+
+
+def test_the_admin_shows_where_a_directory_account_comes_from(directory):
+    sign_in(Client(), "dora", PEOPLE_PASSWORDS["dora"])
+    dora = get_user_model().objects.get(username="dora")
+    admin_client = Client()
+    login_2fa(admin_client, make_admin())
+
+    page = admin_client.get(
+        f"/admin/auth/user/{dora.pk}/change/", REMOTE_ADDR=OFFICE, secure=True
+    ).content.decode()
+
+    assert "company directory account" in page.lower()
+    assert f"uid=dora,{PEOPLE}".lower() in page
