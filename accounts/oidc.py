@@ -23,8 +23,9 @@ import requests
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
+from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.cache import cache
-from django.core.exceptions import SuspiciousOperation
+from django.core.exceptions import SuspiciousOperation, ValidationError
 from django.http import Http404, HttpResponseRedirect
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.utils import import_from_settings
@@ -233,7 +234,6 @@ class OIDCBackend(OIDCAuthenticationBackend):
         seen = f"oidc.nonce.{hashlib.sha256(nonce.encode()).hexdigest()}"
         if not cache.add(seen, 1, max(1, int(claims["exp"] - time.time())) + CLOCK_SKEW_SECONDS):
             raise Refused("nonce_replayed", "this nonce was used before")
-        self._id_token_claims = claims
         return claims
 
     def get_or_create_user(self, access_token, id_token, payload):
@@ -262,9 +262,15 @@ class OIDCBackend(OIDCAuthenticationBackend):
         if account is not None:
             user = account.user
         else:
-            username = str(claims.get(settings.OIDC_USERNAME_CLAIM) or "").strip()[:150]
-            if not username:
-                raise Refused("no_username", f"no {settings.OIDC_USERNAME_CLAIM} claim")
+            username = str(claims.get(settings.OIDC_USERNAME_CLAIM) or "").strip()
+            try:
+                UnicodeUsernameValidator()(username)
+            except ValidationError:
+                raise Refused(
+                    "no_username", f"no usable {settings.OIDC_USERNAME_CLAIM} claim"
+                ) from None
+            if len(username) > 150:
+                raise Refused("no_username", f"{settings.OIDC_USERNAME_CLAIM} is too long")
             if self.UserModel.objects.filter(username__iexact=username).exists():
                 raise Refused("username_taken", username)
             user = self.UserModel(username=username)

@@ -103,13 +103,19 @@ def directory_ldif() -> str:
     return "\n".join(entries)
 
 
+def _sbin_tool(name: str) -> str:
+    """A program of Debian's slapd package, found in /usr/sbin even where PATH lacks it."""
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin")
+    return found or require_tool(name, "make slapd (Debian's slapd package)")
+
+
 class ThrowawaySlapd:
     """slapd with an MDB database in ``directory``, LDAPS on 127.0.0.1 and plain LDAP (for
     StartTLS) on another port; the certificate names ``hosts``."""
 
     def __init__(self, directory: Path, hosts: tuple[str, ...] = ("127.0.0.1",)):
-        self.slapd = require_tool("slapd", "make slapd (Debian's slapd package)")
-        self.slapadd = shutil.which("slapadd") or "/usr/sbin/slapadd"
+        self.slapd = _sbin_tool("slapd")
+        self.slapadd = _sbin_tool("slapadd")
         self.directory = directory
         self.ldaps_port = free_port()
         self.ldap_port = free_port()
