@@ -8,6 +8,10 @@ FROM python:3.11-slim-trixie AS build
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
+# python-ldap (django-auth-ldap's client) compiles against the OpenLDAP and SASL headers.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev libldap-dev libsasl2-dev \
+    && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
@@ -33,9 +37,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     PORT=8443
 
 # pg_dump for `manage.py backup`; its major version must not be older than the server's
-# (compose.yaml runs PostgreSQL 17, Debian 13's version).
+# (compose.yaml runs PostgreSQL 17, Debian 13's version). The OpenLDAP and SASL libraries
+# python-ldap was built against, for company directory sign-in.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends postgresql-client-17 \
+    && apt-get install -y --no-install-recommends postgresql-client-17 libldap2 libsasl2-2 \
     && rm -rf /var/lib/apt/lists/*
 
 RUN useradd --system --user-group --uid 10001 --home-dir /nonexistent --no-create-home \

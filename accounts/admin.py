@@ -22,7 +22,7 @@ from django.shortcuts import render
 
 from accounts import services
 from accounts.forms import ResetTwoFactorForm
-from accounts.models import BackupCode
+from accounts.models import BackupCode, DirectoryAccount
 from accounts.roles import (
     EMPLOYEES,
     ROLE_GROUP_READ_ONLY,
@@ -58,8 +58,32 @@ def _warn_skipped(model_admin, request, refused) -> None:
         )
 
 
+class DirectoryAccountInline(admin.StackedInline):
+    """Where a directory account comes from. Its role groups are set from the directory at
+    every sign-in and by sync_directory, so a change made here lasts until then."""
+
+    model = DirectoryAccount
+    can_delete = False
+    extra = 0
+    max_num = 0
+    verbose_name = "company directory account"
+    fields = readonly_fields = ("source", "subject", "created_at", "last_sign_in_at")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
+    def get_inlines(self, request, obj):
+        # Only on an account that came from the directory: forms stay as they were for others.
+        if obj is not None and DirectoryAccount.objects.filter(user=obj).exists():
+            return [DirectoryAccountInline]
+        return []
+
     list_display = (
         "username",
         "email",
@@ -69,7 +93,7 @@ class UserAdmin(DjangoUserAdmin):
         "backup_codes_left",
         "last_login",
     )
-    list_filter = ("is_active", "is_staff", "is_superuser", "groups")
+    list_filter = ("is_active", "is_staff", "is_superuser", "groups", "directory_account__source")
     actions = ["reset_two_factor", "unlock_sign_in", "deactivate"]
 
     def get_readonly_fields(self, request, obj=None):

@@ -53,6 +53,7 @@ class AccountsConfig(AppConfig):
         from django.contrib.auth.models import Group
 
         from accounts import receivers  # noqa: F401 (connects the signal receivers)
+        from accounts.directory import register_metrics
         from accounts.roles import refuse_role_group_changes
 
         post_migrate.connect(_ensure_roles, sender=self, dispatch_uid="accounts_roles")
@@ -62,3 +63,4 @@ class AccountsConfig(AppConfig):
             dispatch_uid="accounts_refuse_role_group_changes",
         )
         checks.register(roles_as_written)
+        register_metrics()

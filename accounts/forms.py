@@ -1,4 +1,41 @@
 from django import forms
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import ValidationError
+
+from accounts import directory
+
+# What a person is told when the company directory refused them for a reason of its own
+# (accounts.directory); a wrong password keeps Django's message, which names neither part.
+DIRECTORY_MESSAGES = {
+    directory.UNAVAILABLE: (
+        "The company directory cannot be reached just now, so company accounts cannot sign "
+        "in. Try again in a few minutes; if it lasts, tell the IT service desk."
+    ),
+    directory.NO_ROLE: (
+        "Your company account is not in a group that may use this chat. Ask the IT service "
+        "desk to add you to the chat's group."
+    ),
+}
+
+
+class SignInForm(AuthenticationForm):
+    """Django's sign-in form, with sentences for the directory's refusals and for accounts
+    that were switched off."""
+
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "inactive": (
+            "This account is switched off. If you still work here, ask the IT service desk "
+            "to switch it on again."
+        ),
+    }
+
+    def get_invalid_login_error(self):
+        failure = getattr(self.request, "sign_in_failure", None) or {}
+        message = DIRECTORY_MESSAGES.get(failure.get("reason"))
+        if message is not None:
+            return ValidationError(message, code=failure["reason"])
+        return super().get_invalid_login_error()
 
 
 class CodeForm(forms.Form):

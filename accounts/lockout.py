@@ -11,6 +11,9 @@ from django.db.models import Sum
 from django.shortcuts import render
 from django.utils import timezone
 
+# accounts.directory's reason for an attempt the directory could not answer.
+DIRECTORY_UNAVAILABLE = "directory_unavailable"
+
 # Which limit paused a sign-in, as the audit log's lockout event names it.
 ADDRESS_LIMIT = "username_and_address"
 ACCOUNT_LIMIT = "username"
@@ -50,6 +53,11 @@ class SignInLockoutHandler(AxesDatabaseHandler):
         return account_failures(request, username) >= settings.ACCOUNT_LOCKOUT_FAILURE_LIMIT
 
     def user_login_failed(self, sender, credentials: dict, request=None, **kwargs):
+        failure = getattr(request, "sign_in_failure", None) or {}
+        if failure.get("reason") == DIRECTORY_UNAVAILABLE or failure.get("backend") == "oidc":
+            # Nobody's password was checked here (an outage; or the identity provider, which
+            # has its own lockout, refused): neither may lock an office's address out.
+            return
         super().user_login_failed(sender, credentials, request, **kwargs)
         if request is None or request.axes_locked_out:
             return

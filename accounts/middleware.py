@@ -14,6 +14,7 @@ from accounts.services import SIGNED_IN_AT_KEY, confirmed_totp_device
 # health and liveness probes, static files.
 PUBLIC_PREFIXES = (
     "/accounts/login/",
+    "/accounts/oidc/",
     "/admin/login/",
     "/healthz",
     "/livez",

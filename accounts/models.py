@@ -223,3 +223,42 @@ class SignInSession(models.Model):
 
     def __str__(self):
         return f"session of {self.user} since {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class DirectoryAccount(models.Model):
+    """A user whose identity and roles come from the company directory (LDAP / Active
+    Directory) or an OpenID Connect provider. Their password is never kept here; their role
+    groups are set from the directory at every sign-in and by ``sync_directory``."""
+
+    class Source(models.TextChoices):
+        LDAP = "ldap", "LDAP / Active Directory"
+        OIDC = "oidc", "OpenID Connect"
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="directory_account"
+    )
+    source = models.CharField(max_length=8, choices=Source.choices)
+    subject = models.CharField(
+        max_length=500,
+        help_text="The directory entry's DN, or the identity provider's subject identifier.",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    last_sign_in_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "subject"], name="directory_subject_once")
+        ]
+
+    def __str__(self):
+        return f"{self.user} from {self.get_source_display()}"
+
+
+class IdentityProviderDevice(Device):
+    """The second factor an OpenID Connect provider asserted at sign-in (``amr`` says
+    ``mfa``, or ``acr`` is one of OIDC_MFA_ACR_VALUES), accepted only where
+    OIDC_TRUST_IDP_MFA is on. It verifies no code: a session is marked verified with it only
+    by accounts.oidc, right after the provider's signed ID token said so."""
+
+    def verify_token(self, token):
+        return False

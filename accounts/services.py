@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts import roles
-from accounts.models import BackupCodeDevice, SignInSession, TOTPDevice
+from accounts.models import BackupCodeDevice, DirectoryAccount, SignInSession, TOTPDevice
 from audit.log import record
 
 logger = logging.getLogger(__name__)
@@ -284,3 +284,88 @@ def create_user(*, username: str, password: str, email: str = "", admin=False, c
         groups.append(roles.COMPLIANCE)
     user.groups.add(*Group.objects.filter(name__in=groups))
     return user
+
+
+# --- Directory accounts (LDAP / Active Directory, OpenID Connect) -----------------------------
+
+
+def _set_role_groups(user, role_groups: frozenset[str]) -> tuple[list[str], list[str]] | None:
+    """Give ``user`` exactly ``role_groups`` among the role groups (other groups stay), and
+    the staff flag the Admins and Compliance roles need; returns (before, after) when
+    anything changed."""
+    before = set(user.groups.filter(name__in=roles.ROLES).values_list("name", flat=True))
+    wanted = set(role_groups)
+    staff = bool(wanted & {roles.ADMINS, roles.COMPLIANCE})
+    if before == wanted and user.is_staff == staff:
+        return None
+    if before - wanted:
+        user.groups.remove(*Group.objects.filter(name__in=before - wanted))
+    if wanted - before:
+        user.groups.add(*Group.objects.filter(name__in=wanted - before))
+    if user.is_staff != staff:
+        user.is_staff = staff
+        user.save(update_fields=["is_staff"])
+    return sorted(before), sorted(wanted)
+
+
+@transaction.atomic
+def directory_signed_in(*, user, source: str, subject: str, role_groups: frozenset[str]) -> None:
+    """After the directory (or identity provider) accepted someone: link the account to its
+    directory entry on first sign-in (directory.user_created) and set its role groups from
+    the directory's groups (directory.roles_changed when they differ from last time)."""
+    account, created = DirectoryAccount.objects.get_or_create(
+        user=user, defaults={"source": source, "subject": subject}
+    )
+    account.subject = subject
+    account.last_sign_in_at = timezone.now()
+    account.save(update_fields=["subject", "last_sign_in_at"])
+    changed = _set_role_groups(user, role_groups)
+    if created:
+        record(
+            "directory.user_created",
+            target=user,
+            source=source,
+            username=user.get_username(),
+            role_groups=sorted(role_groups),
+        )
+    elif changed:
+        before, after = changed
+        record(
+            "directory.roles_changed",
+            target=user,
+            source=source,
+            username=user.get_username(),
+            role_groups_before=before,
+            role_groups_after=after,
+        )
+
+
+@transaction.atomic
+def directory_roles_changed(*, user, role_groups: frozenset[str]) -> bool:
+    """``sync_directory``: the directory now gives ``user`` other roles than they have."""
+    changed = _set_role_groups(user, role_groups)
+    if changed:
+        before, after = changed
+        record(
+            "directory.roles_changed",
+            target=user,
+            source=user.directory_account.source,
+            username=user.get_username(),
+            role_groups_before=before,
+            role_groups_after=after,
+        )
+    return changed is not None
+
+
+@transaction.atomic
+def deactivate_directory_user(*, user, reason: str) -> None:
+    """``sync_directory``: the directory disabled or deleted ``user``, or gives them no role
+    any more. Deactivates the account (ending its sessions and websockets) and records why."""
+    deactivate_user(actor=None, user=user)
+    record(
+        "directory.user_deactivated",
+        target=user,
+        source=user.directory_account.source,
+        username=user.get_username(),
+        reason=reason,
+    )

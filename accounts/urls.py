@@ -1,6 +1,6 @@
 from django.urls import path
 
-from accounts import views
+from accounts import oidc, views
 
 app_name = "accounts"
 
@@ -12,4 +12,6 @@ urlpatterns = [
     path("backup-codes/", views.regenerate_backup_codes, name="backup_codes"),
     path("password/", views.PasswordChangeView.as_view(), name="password_change"),
     path("logout/", views.sign_out, name="logout"),
+    path("oidc/start/", oidc.StartSignIn.as_view(), name="oidc_start"),
+    path("oidc/callback/", oidc.FinishSignIn.as_view(), name="oidc_callback"),
 ]

@@ -14,7 +14,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
 from accounts import account_page, services
-from accounts.forms import CodeForm
+from accounts.forms import CodeForm, SignInForm
 
 
 def _next_url(request) -> str:
@@ -35,6 +35,12 @@ class SignInView(auth_views.LoginView):
     """Step one: username and password (django-axes counts the failures)."""
 
     template_name = "accounts/login.html"
+    authentication_form = SignInForm
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["oidc_provider_name"] = getattr(settings, "OIDC_PROVIDER_NAME", "")
+        return context
 
     def get_success_url(self):
         user = self.request.user

@@ -30,8 +30,12 @@ AREAS = {
 CATALOGUE: dict[str, Action] = {
     action.name: action
     for action in (
-        Action("login.success", "auth", "password step passed"),
-        Action("login.failure", "auth", "the username tried, never the password"),
+        Action("login.success", "auth", "password step passed; the backend: local, ldap or oidc"),
+        Action(
+            "login.failure",
+            "auth",
+            "the username tried, never the password; the backend and, for a directory, why",
+        ),
         Action("logout", "auth"),
         Action("lockout", "auth", "the username tried; which limit was reached"),
         Action("lockout.cleared", "auth", "by an admin: whose sign-in was unlocked"),
@@ -47,6 +51,22 @@ CATALOGUE: dict[str, Action] = {
         Action("user.changed", "users", "which fields"),
         Action("user.deactivated", "users"),
         Action("user.deleted", "users"),
+        Action(
+            "directory.user_created",
+            "users",
+            "first sign-in of a directory or identity-provider account: source, role groups",
+        ),
+        Action(
+            "directory.roles_changed",
+            "users",
+            "role groups before and after, at sign-in or by sync_directory",
+        ),
+        Action(
+            "directory.user_deactivated",
+            "users",
+            "by sync_directory: disabled, deleted or in no mapped group",
+        ),
+        Action("oidc.refused", "auth", "an identity provider's answer refused, and why"),
         Action("group.changed", "users", "group created/changed/deleted, members added/removed"),
         Action("group.change_refused", "users", "a change to a role group's permissions"),
         Action("permission.changed", "users", "permissions added to or removed from a user"),

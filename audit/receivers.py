@@ -5,7 +5,7 @@ come from the admin, a management command or a shell; the actor is the signed-in
 the request being served, if any.
 """
 
-from django.contrib.auth import get_user_model
+from django.contrib.auth import get_user_model, load_backend
 from django.contrib.auth.models import Group, Permission
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
@@ -31,20 +31,31 @@ TRACKED_USER_FIELDS = (
 M2M_OPERATIONS = {"post_add": "added", "post_remove": "removed", "post_clear": "cleared"}
 
 
+def _sign_in_source(user) -> str:
+    """Which backend accepted ``user``: its ``sign_in_source`` (ldap, oidc), else local."""
+    path = getattr(user, "backend", None)
+    if not path:
+        return "local"
+    return getattr(load_backend(path), "sign_in_source", "local")
+
+
 @receiver(user_logged_in, dispatch_uid="audit_login_success")
 def _login_success(sender, request, user, **kwargs):
-    record("login.success", actor=user, request=request, target=user)
+    record("login.success", actor=user, request=request, target=user, backend=_sign_in_source(user))
 
 
 @receiver(user_login_failed, dispatch_uid="audit_login_failure")
 def _login_failure(sender, credentials, request=None, **kwargs):
     # Only the username tried: Django has already masked anything secret in credentials.
     username = str(credentials.get("username", ""))[:150]
+    # A directory backend that refused the attempt says why on the request (accounts.directory).
+    failure = getattr(request, "sign_in_failure", None) or {"backend": "local"}
     record(
         "login.failure",
         outcome=AuditEvent.Outcome.FAILURE,
         request=request,
         username_tried=username,
+        **failure,
     )
 
 

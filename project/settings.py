@@ -232,6 +232,26 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
+# The company directory (LDAP / Active Directory) people may sign in with: ldaps:// URIs, or
+# ldap:// with AUTH_LDAP_START_TLS; empty: local accounts only. The other AUTH_LDAP_*
+# variables are read and checked in accounts/directory_config.py (docs/deploy.md, "Company
+# directory"); local accounts keep signing in beside the directory.
+AUTH_LDAP_SERVER_URI = env_str("AUTH_LDAP_SERVER_URI")
+if AUTH_LDAP_SERVER_URI:
+    from accounts.directory_config import ldap_settings
+
+    globals().update(ldap_settings(BASE_DIR))
+    AUTHENTICATION_BACKENDS.append("accounts.directory.DirectoryBackend")
+# The OpenID Connect provider (Entra ID, Keycloak, ADFS, Okta) people may sign in with: its
+# https:// issuer URL, whose discovery document names the endpoints; empty: no company
+# sign-in button. The other OIDC_* variables are read and checked in
+# accounts/directory_config.py (docs/deploy.md, "Company directory").
+OIDC_OP_ISSUER = env_str("OIDC_OP_ISSUER")
+if OIDC_OP_ISSUER:
+    from accounts.directory_config import oidc_settings
+
+    globals().update(oidc_settings(BASE_DIR))
+    AUTHENTICATION_BACKENDS.append("accounts.oidc.OIDCBackend")
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"

@@ -12,6 +12,8 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from accounts.directory import ldap_status
+from accounts.oidc import provider_status
 from audit.log import record
 from chat.inference import registry
 from chat.inference.worker import ensure_embedded_worker
@@ -98,6 +100,23 @@ async def _check_workers() -> dict:
     return result
 
 
+async def _check_directory(status_of) -> dict | None:
+    """The company directory's or identity provider's state (accounts.directory,
+    accounts.oidc), None where none is configured."""
+    try:
+        status = await asyncio.wait_for(
+            sync_to_async(status_of, thread_sensitive=False)(), HEALTH_CHECK_TIMEOUT_SECONDS
+        )
+    except TimeoutError:
+        return {"ok": False, "error": f"no answer within {HEALTH_CHECK_TIMEOUT_SECONDS:g} s"}
+    if status is None:
+        return None
+    result = {"ok": status["ok"], "checked_at": round(status["checked_at"])}
+    if not status["ok"]:
+        result["error"] = status["error"]
+    return result
+
+
 async def _may_see_details(request) -> bool:
     """Worker host names, process ids, queue sizes and timings are for monitoring (an
     address in METRICS_NETWORKS, as for /metrics) and for signed-in, verified staff."""
@@ -120,6 +139,15 @@ async def healthz(request):
     checks["inference"] = await _check_workers()
     healthy = all(check["ok"] for check in checks.values())
     body = {"status": "ok" if healthy else "failing"}
+    for name, status_of in (("directory", ldap_status), ("identity_provider", provider_status)):
+        check = await _check_directory(status_of)
+        if check is None:
+            continue
+        checks[name] = check
+        # Local accounts still sign in without them: "degraded" and 200, so a load balancer
+        # keeps the site in while monitoring still sees the outage.
+        if healthy and not check["ok"]:
+            body["status"] = "degraded"
     if await _may_see_details(request):
         body["checks"] = checks
     return JsonResponse(body, status=200 if healthy else 503)

@@ -53,7 +53,7 @@ def test_a_failed_login_records_the_username_tried_and_never_the_password(admin_
     (event,) = events("login.failure")
     assert event.outcome == "failure"
     assert event.actor is None
-    assert event.details == {"username_tried": admin_user.username}
+    assert event.details == {"username_tried": admin_user.username, "backend": "local"}
     assert event.source_ip == "10.9.8.7"
     assert "wrong-password-123" not in str(AuditEvent.objects.values_list())
 
