@@ -48,6 +48,9 @@ SECRET_KEY, *SECRET_KEY_FALLBACKS = _secret("SECRET_KEY", SECRET_KEY_FILE)
 CHAT_KEYRING = _secret("CHAT_ENCRYPTION_KEYS", CHAT_KEYRING_FILE)
 # Newest key first: it signs new audit events, every key verifies the events it signed.
 AUDIT_HMAC_KEYS = _secret("AUDIT_HMAC_KEY", AUDIT_HMAC_KEY_FILE)
+# Per-user data keys, wrapped by the chat keyring (core.datakeys): outside the database and
+# in the key archive of backups. Every web process and worker must see the same directory.
+DATA_KEY_DIR = env_path("DATA_KEY_DIR", VAR_DIR / "keys" / "data", base=BASE_DIR)
 
 # --- Network: where we listen, who may connect -------------------------------------------
 
