@@ -46,6 +46,14 @@ CATALOGUE: dict[str, Action] = {
         Action("user.changed", "users", "which fields"),
         Action("user.deactivated", "users"),
         Action("user.deleted", "users"),
+        Action(
+            "user.erased",
+            "users",
+            "the username it had, the reason, counts of what was erased and of data keys destroyed",
+        ),
+        Action("user.data_exported", "users", "by the user or by an admin on request; counts"),
+        Action("legal_hold.placed", "users", "by Compliance: the case reference"),
+        Action("legal_hold.lifted", "users", "by Compliance: the case reference, days held"),
         Action("group.changed", "users", "group created/changed/deleted, members added/removed"),
         Action("group.change_refused", "users", "a change to a role group's permissions"),
         Action("permission.changed", "users", "permissions added to or removed from a user"),
@@ -80,6 +88,11 @@ CATALOGUE: dict[str, Action] = {
         Action("worker.failed", "operations", "worker name, model, the reason; retried"),
         Action("backup.created", "operations", "archives and their checksums"),
         Action("backup.restored", "operations", "archives, migrations, keys restored"),
+        Action(
+            "retention.applied",
+            "operations",
+            "conversations and messages erased, users skipped under a legal hold, whether done",
+        ),
     )
 }
 

@@ -7,5 +7,10 @@ class ChatConfig(AppConfig):
     name = "chat"
 
     def ready(self):
+        from accounts.signals import user_erasing
+
         # Registers the worker-count collector with the metrics every process serves.
         from chat.inference import metrics  # noqa: F401
+        from chat.services import erase_conversations_of
+
+        user_erasing.connect(erase_conversations_of, dispatch_uid="chat.erase_conversations_of")

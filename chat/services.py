@@ -9,8 +9,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.erasure import ErasureRefused, refuse_if_held
 from audit.log import record
 from chat.models import Conversation, Message
+from core import datakeys
 from core.labels import one_line_label
 
 TITLE_MAX = 80
@@ -213,8 +215,24 @@ def rename(*, actor, conversation: Conversation, title: str, request=None) -> Co
     return conversation
 
 
+class ConversationHeld(Exception):
+    """The conversation's owner is under a legal hold: nothing of theirs is erased now."""
+
+
+HELD = (
+    "This conversation cannot be deleted now: your organisation must keep your conversations "
+    "for a legal matter (a legal hold). Ask Compliance if you have questions."
+)
+
+
 @transaction.atomic
 def delete(*, actor, conversation: Conversation, request=None) -> None:
+    """Erase a conversation: its rows, and its data key, so that no backup can bring it back.
+    ConversationHeld when its owner is under a legal hold."""
+    try:
+        refuse_if_held(conversation.user, "This conversation")
+    except ErasureRefused:
+        raise ConversationHeld(HELD) from None
     messages = conversation.messages.count()
     record(
         "conversation.deleted",
@@ -223,7 +241,21 @@ def delete(*, actor, conversation: Conversation, request=None) -> None:
         target=conversation,
         message_count=messages,
     )
+    ref = datakeys.conversation_key(conversation.user_id, conversation.pk)
     conversation.delete()
+    datakeys.destroy(ref)
+
+
+def erase_conversations_of(*, sender, user, actor, **kwargs) -> dict[str, int]:
+    """``accounts.signals.user_erasing``: delete the user's conversations (their data keys go
+    with the user's, destroyed by accounts.erasure)."""
+    conversations = Conversation.objects.filter(user=user)
+    counts = {
+        "conversations": conversations.count(),
+        "messages": Message.objects.filter(conversation__user=user).count(),
+    }
+    conversations.delete()
+    return counts
 
 
 def _as_markdown(conversation: Conversation, messages) -> str:
