@@ -91,7 +91,8 @@ CATALOGUE: dict[str, Action] = {
         Action(
             "retention.applied",
             "operations",
-            "conversations and messages erased, users skipped under a legal hold, whether done",
+            "per batch: conversations and messages erased; per run: totals, conversations kept "
+            "under a legal hold, whether nothing is left, the periods in days",
         ),
     )
 }

@@ -13,7 +13,15 @@ import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from core.env import env_bool, env_int, env_list, env_networks, env_path, env_str
+from core.env import (
+    env_bool,
+    env_int,
+    env_int_map,
+    env_list,
+    env_networks,
+    env_path,
+    env_str,
+)
 from core.keys import (
     AUDIT_HMAC_KEY_FILE,
     CHAT_KEYRING_FILE,
@@ -390,6 +398,12 @@ CHAT_STALL_TIMEOUT = env_int("CHAT_STALL_TIMEOUT", 60, minimum=5)
 # Generations one user may have running at once, across their tabs.
 CHAT_MAX_GENERATIONS_PER_USER = env_int("CHAT_MAX_GENERATIONS_PER_USER", 2, minimum=1)
 CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 16000, minimum=100)
+# Days a conversation is kept after its last message; `manage.py apply_retention` erases
+# older ones (their data keys too). 0 keeps conversations until their owner deletes them.
+CHAT_RETENTION_DAYS = env_int("CHAT_RETENTION_DAYS", 0, minimum=0)
+# Per-group overrides, e.g. Legal=3650,Interns=30 (0: keep). A member of several such groups
+# keeps the longest: an obligation to keep outweighs a wish to forget early.
+CHAT_RETENTION_GROUP_DAYS = env_int_map("CHAT_RETENTION_GROUP_DAYS", minimum=0)
 # Workers refresh their heartbeat every few seconds; one silent for this long is gone.
 WORKER_HEARTBEAT_SECONDS = 2
 WORKER_HEARTBEAT_TTL = 10

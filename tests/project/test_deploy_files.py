@@ -32,6 +32,8 @@ HADOLINT_CONFIG = REPO / ".hadolint.yaml"
 SYSTEMD_DIR = REPO / "deploy" / "systemd"
 WEB_UNIT = SYSTEMD_DIR / "llm-chat-web.service"
 WORKER_UNIT = SYSTEMD_DIR / "llm-chat-worker@.service"
+RETENTION_UNIT = SYSTEMD_DIR / "llm-chat-retention.service"
+RETENTION_TIMER = SYSTEMD_DIR / "llm-chat-retention.timer"
 ENV_EXAMPLE = SYSTEMD_DIR / "llm-chat.env.example"
 NGINX_CONF = REPO / "deploy" / "nginx" / "llm-chat.conf"
 SETTINGS_FILE = REPO / "project" / "settings.py"
@@ -250,7 +252,9 @@ HARDENING = {
 }
 
 
-@pytest.mark.parametrize("unit", [WEB_UNIT, WORKER_UNIT], ids=lambda path: path.name)
+@pytest.mark.parametrize(
+    "unit", [WEB_UNIT, WORKER_UNIT, RETENTION_UNIT], ids=lambda path: path.name
+)
 def test_the_unit_is_hardened(unit):
     directives = unit_directives(unit)
 
@@ -281,20 +285,38 @@ def test_the_worker_unit_runs_one_worker_on_the_gpu_it_is_named_after():
     assert any(value.startswith("char-nvidia-frontend ") for value in directives["DeviceAllow"])
 
 
+def test_retention_runs_daily_as_a_oneshot_of_apply_retention():
+    service, timer = unit_directives(RETENTION_UNIT), unit_directives(RETENTION_TIMER)
+
+    assert service["Type"] == ["oneshot"]
+    assert service["ExecStart"] == ["/opt/llm-chat/.venv/bin/python manage.py apply_retention"]
+    assert service["PrivateDevices"] == ["yes"]
+    assert timer["Unit"] == [RETENTION_UNIT.name]
+    assert timer["OnCalendar"] == ["*-*-* 03:30:00"]
+    assert timer["Persistent"] == ["yes"]
+
+
 SYSTEMD_ANALYZE_HINT = "`make test` installs it; or run 'apt-get install systemd' as root"
 
 
 def test_systemd_accepts_the_units(tmp_path):
     require_tool("systemd-analyze", SYSTEMD_ANALYZE_HINT)
     # verify checks that ExecStart's program exists: point it at this checkout.
-    for unit in (WEB_UNIT, WORKER_UNIT):
+    for unit in (WEB_UNIT, WORKER_UNIT, RETENTION_UNIT, RETENTION_TIMER):
         text = unit.read_text(encoding="utf-8")
         text = text.replace("/opt/llm-chat/.venv/bin/python", sys.executable)
         (tmp_path / unit.name).write_text(text.replace("/opt/llm-chat", str(REPO)))
 
     result = subprocess.run(
         # An instance of the template, found next to it.
-        ["systemd-analyze", "verify", "./llm-chat-web.service", "./llm-chat-worker@0.service"],
+        [
+            "systemd-analyze",
+            "verify",
+            "./llm-chat-web.service",
+            "./llm-chat-worker@0.service",
+            "./llm-chat-retention.service",
+            "./llm-chat-retention.timer",
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,
