@@ -20,8 +20,8 @@ from django.db.models import Count, Max, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.shortcuts import render
 
-from accounts import erasure, services
-from accounts.forms import EraseUserForm, ResetTwoFactorForm
+from accounts import erasure, services, your_data
+from accounts.forms import DataRequestForm, EraseUserForm, ResetTwoFactorForm
 from accounts.models import BackupCode, LegalHold
 from accounts.roles import (
     EMPLOYEES,
@@ -71,7 +71,7 @@ class UserAdmin(DjangoUserAdmin):
         "legal_hold",
     )
     list_filter = ("is_active", "is_staff", "is_superuser", "groups")
-    actions = ["reset_two_factor", "unlock_sign_in", "deactivate", "erase"]
+    actions = ["reset_two_factor", "unlock_sign_in", "deactivate", "erase", "download_user_data"]
 
     def get_readonly_fields(self, request, obj=None):
         """Only a superuser grants superuser status or single permissions; nobody changes
@@ -262,6 +262,43 @@ class UserAdmin(DjangoUserAdmin):
                 "users": users,
                 "held": held,
                 "skipped": refused,
+                "form": form,
+                "opts": self.opts,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
+
+    @admin.action(
+        description="Download the selected user's data (on their request)", permissions=["change"]
+    )
+    def download_user_data(self, request, queryset):
+        users, refused = _split_by_manageable(request, queryset)
+        if len(users) != 1:
+            self.message_user(
+                request,
+                "Select exactly one user whose data you may manage: each archive answers one "
+                "person's request.",
+                messages.WARNING,
+            )
+            _warn_skipped(self, request, refused)
+            return None
+        (subject,) = users
+        form = DataRequestForm(request.POST if "confirm" in request.POST else None)
+        if form.is_valid():
+            archive = your_data.export_user_data(
+                actor=request.user,
+                user=subject,
+                request=request,
+                reason=form.cleaned_data["reason"],
+            )
+            return your_data.as_download(archive, subject)
+        return render(
+            request,
+            "admin/accounts/user_data.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"The data of {subject.get_username()}",
+                "subject": subject,
                 "form": form,
                 "opts": self.opts,
                 "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,

@@ -54,6 +54,8 @@ class AccountsConfig(AppConfig):
 
         from accounts import receivers  # noqa: F401 (connects the signal receivers)
         from accounts.roles import refuse_role_group_changes
+        from accounts.your_data import account_section
+        from core import personal_data
 
         post_migrate.connect(_ensure_roles, sender=self, dispatch_uid="accounts_roles")
         m2m_changed.connect(
@@ -62,3 +64,8 @@ class AccountsConfig(AppConfig):
             dispatch_uid="accounts_refuse_role_group_changes",
         )
         checks.register(roles_as_written)
+        personal_data.register(
+            "account",
+            "your account: profile, groups, second factors (without their secrets), sessions",
+            account_section,
+        )

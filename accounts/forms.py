@@ -51,3 +51,12 @@ class EraseUserForm(forms.Form):
         label="I understand that this cannot be undone, not even from a backup.",
         error_messages={"required": "Tick the box to confirm that the erasure is final."},
     )
+
+
+class DataRequestForm(forms.Form):
+    reason = forms.CharField(
+        label="Request",
+        max_length=500,
+        help_text="Whose request this answers, recorded in the audit log, e.g. 'ticket 4411, "
+        "asked by the employee on 2026-11-28'.",
+    )

@@ -12,5 +12,12 @@ class ChatConfig(AppConfig):
         # Registers the worker-count collector with the metrics every process serves.
         from chat.inference import metrics  # noqa: F401
         from chat.services import erase_conversations_of
+        from chat.your_data import conversations_section
+        from core import personal_data
 
         user_erasing.connect(erase_conversations_of, dispatch_uid="chat.erase_conversations_of")
+        personal_data.register(
+            "conversations",
+            "every conversation, as JSON and as Markdown",
+            conversations_section,
+        )
