@@ -10,6 +10,8 @@ Compliance places and lifts legal holds; a user under one is exempt from erasure
 admin, by retention (``chat.retention``) and of their own conversations.
 """
 
+from dataclasses import dataclass, field
+
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -115,9 +117,15 @@ def lift_legal_hold(*, actor, hold: LegalHold, request=None) -> LegalHold:
 
 
 @transaction.atomic
-def erase_user(*, actor, user, reason: str, request=None) -> dict[str, int]:
+def erase_user(
+    *, actor, user, reason: str, request=None, reapplying: dict | None = None
+) -> dict[str, int]:
     """Erase everything ``user`` stored and make the account an empty shell; returns what
-    was erased, by kind. ``actor`` is the admin (None for an operator's command)."""
+    was erased, by kind. ``actor`` is the admin (None for an operator's command).
+
+    ``reapplying``: the key store's note of an erasure made after the backup this database
+    was restored from; the keys are gone already, so a legal hold of that backup's time no
+    longer matters."""
     reason = (reason or "").strip()[:REASON_MAX]
     if not reason:
         raise ErasureRefused(
@@ -130,7 +138,8 @@ def erase_user(*, actor, user, reason: str, request=None) -> dict[str, int]:
     user = user_model.objects.select_for_update().get(pk=user.pk)
     if user.username == ERASED_USERNAME.format(pk=user.pk):
         raise ErasureRefused(f"{user.username} was erased already; there is nothing left to erase.")
-    refuse_if_held(user, f"The account {user.get_username()}")
+    if reapplying is None:
+        refuse_if_held(user, f"The account {user.get_username()}")
 
     erased: dict[str, int] = {}
     for _receiver, counts in user_erasing.send(sender=user_model, user=user, actor=actor):
@@ -149,7 +158,9 @@ def erase_user(*, actor, user, reason: str, request=None) -> dict[str, int]:
     user.user_permissions.clear()
     # Last but the audit event, inside the transaction: should the commit fail, the rows
     # stay but read as erased.
-    erased["data_keys"] = datakeys.destroy_owner(user.pk)
+    erased["data_keys"] = datakeys.destroy_owner(
+        user.pk, note=reapplying or {"joined_at": user.date_joined.isoformat()}
+    )
     record(
         "user.erased",
         actor=actor,
@@ -160,5 +171,49 @@ def erase_user(*, actor, user, reason: str, request=None) -> dict[str, int]:
         **{f"{kind}_count": count for kind, count in erased.items()},
         devices_removed=devices,
         sessions_ended=sessions,
+        **({"reapplied_after_restore": True} if reapplying else {}),
     )
     return erased
+
+
+# --- Bringing a restored database up to date -------------------------------------------------
+
+
+@dataclass
+class Reapplied:
+    users: int = 0
+    scopes: dict[str, int] = field(default_factory=dict)
+
+
+@transaction.atomic
+def reapply_erasures() -> Reapplied:
+    """Erase again, in a database restored from a backup, what was erased after that backup
+    was made, as the key store noted it: users (when the account is the same one: same id
+    and joining time) and single scopes (conversations, through the eraser their app
+    registered). Their content already reads as erased; this removes the rows and the
+    accounts' details too."""
+    result = Reapplied()
+    user_model = get_user_model()
+    for owner, note in sorted(datakeys.erased_owners().items()):
+        user = user_model.objects.filter(pk=owner).first()
+        if user is None or user.username == ERASED_USERNAME.format(pk=owner):
+            continue
+        if note.get("joined_at") != user.date_joined.isoformat():
+            continue  # another account that was given the same id later
+        erase_user(
+            actor=None,
+            user=user,
+            reason=f"erased at {note.get('erased_at', '?')}, after the backup restored",
+            reapplying=note,
+        )
+        result.users += 1
+    for ref in datakeys.erased_scopes():
+        found = datakeys.scope_eraser(ref.scope)
+        if found is None:
+            continue
+        prefix, eraser = found
+        removed = eraser(ref.owner, ref.scope.removeprefix(prefix))
+        if removed:
+            kind = prefix.rstrip("-")
+            result.scopes[kind] = result.scopes.get(kind, 0) + removed
+    return result

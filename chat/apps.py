@@ -11,11 +11,12 @@ class ChatConfig(AppConfig):
 
         # Registers the worker-count collector with the metrics every process serves.
         from chat.inference import metrics  # noqa: F401
-        from chat.services import erase_conversations_of
+        from chat.services import erase_conversations_of, forget_erased_conversation
         from chat.your_data import conversations_section
-        from core import personal_data
+        from core import datakeys, personal_data
 
         user_erasing.connect(erase_conversations_of, dispatch_uid="chat.erase_conversations_of")
+        datakeys.register_scope_eraser(datakeys.CONVERSATION_SCOPE, forget_erased_conversation)
         personal_data.register(
             "conversations",
             "every conversation, as JSON and as Markdown",

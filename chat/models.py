@@ -62,6 +62,8 @@ class Message(models.Model):
         help_text="Encrypted under the conversation's data key.",
         data_key=_message_key,
         key_related=("conversation",),
+        # The conversation made the key; a message never makes one (docs/architecture.md).
+        creates_key=False,
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
     model_name = models.CharField(max_length=200, blank=True)

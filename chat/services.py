@@ -246,6 +246,25 @@ def delete(*, actor, conversation: Conversation, request=None) -> None:
     datakeys.destroy(ref)
 
 
+@transaction.atomic
+def forget_erased_conversation(user_id: int, conversation_id: str) -> int:
+    """A conversation erased after the backup this database came from (its key is gone, it
+    reads as erased): its rows go too. Registered with core.datakeys for
+    ``manage.py reapply_erasures``; returns 1 when there was such a conversation."""
+    conversation = Conversation.objects.filter(pk=conversation_id, user_id=user_id).first()
+    if conversation is None or datakeys.exists(datakeys.conversation_key(user_id, conversation.pk)):
+        return 0
+    record(
+        "conversation.deleted",
+        actor=None,
+        target=conversation,
+        message_count=conversation.messages.count(),
+        reapplied_after_restore=True,
+    )
+    conversation.delete()
+    return 1
+
+
 def erase_conversations_of(*, sender, user, actor, **kwargs) -> dict[str, int]:
     """``accounts.signals.user_erasing``: delete the user's conversations (their data keys go
     with the user's, destroyed by accounts.erasure)."""

@@ -51,7 +51,8 @@ class Sealed(str):
 class EncryptedTextField(models.TextField):
     """Text stored encrypted; Python code sees plain text.
 
-    ``data_key(row) -> KeyRef``: seal under that per-user data key. Such a value is
+    ``data_key(row) -> KeyRef``: seal under that per-user data key (made on first use, or,
+    with ``creates_key=False``, one the row's parent must have made). Such a value is
     encrypted when a row is saved (``save()``, ``create()``, ``bulk_create()``), where the
     row is known; a queryset ``update()`` of the column is refused, as it would not know
     whose key to use. ``key_related`` names the relations ``data_key`` reads, so that code
@@ -65,10 +66,12 @@ class EncryptedTextField(models.TextField):
         *args,
         data_key: Callable[[models.Model], datakeys.KeyRef] | None = None,
         key_related: tuple[str, ...] = (),
+        creates_key: bool = True,
         **kwargs,
     ):
         self.data_key = data_key
         self.key_related = key_related
+        self.creates_key = creates_key
         super().__init__(*args, **kwargs)
 
     def from_db_value(self, value, expression, connection):
@@ -80,7 +83,12 @@ class EncryptedTextField(models.TextField):
             return value
         if isinstance(value, datakeys.Erased):
             return Sealed(datakeys.ERASED_TOKEN)
-        return Sealed(datakeys.seal(self.data_key(model_instance), value))
+        try:
+            return Sealed(
+                datakeys.seal(self.data_key(model_instance), value, create=self.creates_key)
+            )
+        except datakeys.DataKeyError as exc:
+            raise DecryptionError(str(exc)) from None
 
     def get_prep_value(self, value):
         if isinstance(value, Sealed):
@@ -114,7 +122,18 @@ def check_keyring_opens_stored_data() -> None:
     """Raise DecryptionError at start-up, not at a user's first click, when the keyring
     cannot read what is stored (a key left out of CHAT_ENCRYPTION_KEYS, the wrong key file
     restored). Reads the oldest and the newest row of every encrypted column."""
+    sealed_rows = False
     for model, field, _label in encrypted_columns():
         rows = model.objects.exclude(**{f"{field}__isnull": True}).only("pk", field)
         rows.order_by("pk").first()
         rows.order_by("-pk").first()
+        sealed_rows = sealed_rows or (
+            model._meta.get_field(field).data_key is not None and rows.exists()
+        )
+    if sealed_rows and datakeys.store_is_empty():
+        raise DecryptionError(
+            f"The database holds content sealed under data keys, but the key store "
+            f"{datakeys.store_dir()} is empty or missing: point DATA_KEY_DIR at the key store "
+            "the other processes use (a shared directory), or restore it from the key archive "
+            "(python -m project.backup restore-keys)."
+        )

@@ -20,11 +20,14 @@ token>``. The key id (a digest of the data key) tells a destroyed key from a new
 made later for the same name: content under the destroyed one stays erased.
 """
 
+import datetime
 import hashlib
+import json
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,10 +154,19 @@ def _create(path: Path) -> bytes:
     return _load(path)
 
 
-def seal(ref: KeyRef, text: str) -> str:
-    """``text`` encrypted under the data key ``ref`` (made on first use)."""
+def seal(ref: KeyRef, text: str, *, create: bool = True) -> str:
+    """``text`` encrypted under the data key ``ref``, made on first use if ``create``;
+    otherwise the key must exist (an answer is sealed under its conversation's key, which
+    the conversation made: a missing one means a key store that is not shared)."""
     path = _path(ref)
-    key = _load(path) or _create(path)
+    key = _load(path)
+    if key is None and not create:
+        raise DataKeyError(
+            f"There is no data key {ref.owner}/{ref.scope} in {store_dir()}: either it was "
+            "erased, or this process does not see the key store the others write to (every "
+            "web process and worker must use the same DATA_KEY_DIR)."
+        )
+    key = key or _create(path)
     token = Fernet(key).encrypt(text.encode("utf-8")).decode("ascii")
     return f"{PREFIX}{ref.owner}:{ref.scope}:{key_digest(key)}:{token}"
 
@@ -189,6 +201,21 @@ def exists(ref: KeyRef) -> bool:
     return _path(ref).exists()
 
 
+# --- Destroying keys, and the notes that remember it ---------------------------------------
+#
+# The key store notes each erasure, so that a database backup restored later can be brought
+# up to date (``manage.py reapply_erasures``): ``<user id>/_erased`` lists the erased scopes of
+# a user, one "scope time" a line; ``<user id>.erased`` (JSON) notes a whole user's erasure.
+# Neither is a key, and neither matches a key's name.
+
+ERASED_SCOPES = "_erased"
+ERASED_OWNER_SUFFIX = ".erased"
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
 def destroy(ref: KeyRef) -> bool:
     """Destroy one data key; whatever it encrypted is then erased. Returns whether it existed."""
     path = _path(ref)
@@ -197,21 +224,83 @@ def destroy(ref: KeyRef) -> bool:
         path.unlink()
     except FileNotFoundError:
         return False
+    with (path.parent / ERASED_SCOPES).open("a", encoding="ascii") as notes:
+        notes.write(f"{ref.scope} {_now()}\n")
+        notes.flush()
+        os.fsync(notes.fileno())
     _fsync_directory(path.parent)
     return True
 
 
-def destroy_owner(user_id: int) -> int:
-    """Destroy every data key of a user; returns how many there were."""
-    directory = store_dir() / str(int(user_id))
+def destroy_owner(user_id: int, *, note: dict | None = None) -> int:
+    """Destroy every data key of a user, noting it with ``note`` (what tells this user from a
+    later one given the same id); returns how many keys there were."""
+    store = store_dir()
+    directory = store / str(int(user_id))
+    store.mkdir(mode=0o700, parents=True, exist_ok=True)
+    marker = store / f"{int(user_id)}{ERASED_OWNER_SUFFIX}"
+    marker.write_text(json.dumps({"erased_at": _now(), **(note or {})}), encoding="utf-8")
+    marker.chmod(0o600)
     if not directory.is_dir():
+        _fsync_directory(store)
         return 0
-    destroyed = [path for path in directory.iterdir() if path.is_file()]
-    for path in destroyed:
+    destroyed = [path for path in directory.iterdir() if _SCOPE.match(path.name)]
+    for path in directory.iterdir():
         _cache.pop(path, None)
     shutil.rmtree(directory)
-    _fsync_directory(directory.parent)
+    _fsync_directory(store)
     return len(destroyed)
+
+
+def erased_owners() -> dict[int, dict]:
+    """The users whose keys were all destroyed, with the note of each."""
+    store = store_dir()
+    if not store.is_dir():
+        return {}
+    owners = {}
+    for path in store.glob(f"*{ERASED_OWNER_SUFFIX}"):
+        owner = path.name.removesuffix(ERASED_OWNER_SUFFIX)
+        if owner.isdigit():
+            owners[int(owner)] = json.loads(path.read_text(encoding="utf-8"))
+    return owners
+
+
+def erased_scopes() -> list[KeyRef]:
+    """Every single key destroyed (a conversation's, a document's) of users still present."""
+    store = store_dir()
+    refs = []
+    for notes in sorted(store.glob(f"*/{ERASED_SCOPES}")) if store.is_dir() else []:
+        if not notes.parent.name.isdigit():
+            continue
+        for line in notes.read_text(encoding="ascii").splitlines():
+            scope = line.split(" ", 1)[0]
+            if _SCOPE.match(scope):
+                refs.append(KeyRef(int(notes.parent.name), scope))
+    return refs
+
+
+# Who deletes the rows of an erased scope when a restored database is brought up to date:
+# the app that owns the scope registers a function (user id, the scope after its prefix) ->
+# how many of its things it removed.
+_scope_erasers: dict[str, Callable[[int, str], int]] = {}
+
+
+def register_scope_eraser(prefix: str, eraser: Callable[[int, str], int]) -> None:
+    _scope_erasers[prefix] = eraser
+
+
+def scope_eraser(scope: str) -> tuple[str, Callable[[int, str], int]] | None:
+    for prefix, eraser in _scope_erasers.items():
+        if scope.startswith(prefix):
+            return prefix, eraser
+    return None
+
+
+def store_is_empty() -> bool:
+    """Whether the key store holds nothing at all (no key, no note): a directory that is not
+    the key store the site writes to."""
+    store = store_dir()
+    return not store.is_dir() or not any(store.iterdir())
 
 
 def key_files() -> list[Path]:

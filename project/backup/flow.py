@@ -170,7 +170,8 @@ def _erased_check() -> str:
     return (
         f"Erasure check: {sum(erased.values())} conversations of {len(erased)} users show as "
         f"erased: their data keys are not in {datakeys.store_dir()} (erased after this "
-        "backup was made, or the key store was not restored)."
+        "backup was made, or the key store was not restored). `manage.py reapply_erasures` "
+        "removes what the key store notes as erased since."
     )
 
 

@@ -239,3 +239,65 @@ def test_the_erased_users_sessions_end(employee):
     erase_user(actor=None, user=employee, reason="erasure request")
 
     assert client.get("/accounts/", REMOTE_ADDR=IP, secure=True).status_code == 302
+
+
+# --- A restored database brought up to date ---------------------------------------------------
+# As after restoring a backup made before the erasures: the rows are there, the keys are
+# gone, and the key store noted why.
+
+
+def reapply() -> str:
+    out = io.StringIO()
+    call_command("reapply_erasures", stdout=out)
+    return out.getvalue()
+
+
+def test_reapplying_removes_conversations_and_users_erased_after_the_backup(
+    employee, other_employee
+):
+    gone = a_conversation(employee, "Deleted after the backup")
+    kept = a_conversation(employee, "Still here")
+    a_conversation(other_employee, "Erased with bob")
+    datakeys.destroy(datakeys.conversation_key(employee.pk, gone.pk))
+    datakeys.destroy_owner(
+        other_employee.pk, note={"joined_at": other_employee.date_joined.isoformat()}
+    )
+
+    output = reapply()
+
+    assert "Erasures re-applied: 1 users, 1 conversations." in output
+    assert list(Conversation.objects.values_list("pk", flat=True)) == [kept.pk]
+    bob = get_user_model().objects.get(pk=other_employee.pk)
+    assert bob.username == f"erased-{bob.pk}" and not bob.is_active
+    event = AuditEvent.objects.get(action="user.erased")
+    assert event.details["reapplied_after_restore"] is True
+    assert reapply().startswith("Erasures re-applied: 0 users.")
+
+
+def test_reapplying_spares_a_later_account_that_was_given_the_same_id(employee):
+    a_conversation(employee)
+    datakeys.destroy_owner(employee.pk, note={"joined_at": "2020-01-01T00:00:00+00:00"})
+
+    reapply()
+
+    assert get_user_model().objects.get(pk=employee.pk).username == "alice"
+
+
+def test_an_answer_is_never_sealed_under_a_key_made_for_it(employee):
+    conversation = a_conversation(employee)
+    datakeys.destroy(datakeys.conversation_key(employee.pk, conversation.pk))
+
+    with pytest.raises(crypto.DecryptionError, match="same DATA_KEY_DIR"):
+        services.start_turn(
+            actor=employee, conversation_id=conversation.pk, content="More", model_name="m"
+        )
+
+
+def test_start_up_refuses_an_empty_key_store_when_sealed_content_exists(
+    employee, settings, tmp_path
+):
+    a_conversation(employee)
+    settings.DATA_KEY_DIR = tmp_path / "not-mounted"
+
+    with pytest.raises(crypto.DecryptionError, match="empty or missing: point DATA_KEY_DIR"):
+        crypto.check_keyring_opens_stored_data()

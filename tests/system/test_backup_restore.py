@@ -206,3 +206,12 @@ def test_a_user_erased_after_a_backup_stays_erased_when_that_backup_is_restored(
         assert restored["bob"] == expected_conversations()["bob"]
         assert "Globex" not in json.dumps(restored)
         assert "the audit chain is intact" in manage("audit_verify", env=env)
+
+        # The key store noted the erasure: the restored rows and account go too.
+        reapplied = manage("reapply_erasures", env=env)
+        assert "Erasures re-applied: 1 users." in reapplied
+        restored = stored_conversations(env)
+        assert "alice" not in restored
+        assert [turns for user, turns in restored.items() if user.startswith("erased-")] == [[]]
+        assert restored["bob"] == expected_conversations()["bob"]
+        assert "the audit chain is intact" in manage("audit_verify", env=env)
