@@ -132,7 +132,9 @@ def _load(path: Path) -> bytes | None:
 
 def _create(path: Path) -> bytes:
     """Make a new key at ``path``, unless another process just did: then use theirs."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Each level 0700: mkdir(parents=True) would give the store itself the umask's mode.
+    store_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, exist_ok=True)
     key = Fernet.generate_key()
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".new")
     try:

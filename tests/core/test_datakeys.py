@@ -39,6 +39,8 @@ def test_a_conversation_is_sealed_under_a_key_of_its_own_in_its_owners_key_store
     assert "Globex" not in token
     path = datakeys.store_dir() / str(employee.pk) / f"conversation-{conversation.pk}"
     assert datakeys.exists(ref) and path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+    assert datakeys.store_dir().stat().st_mode & 0o777 == 0o700
     # The file holds the key wrapped by the keyring, never the key itself.
     assert crypto.keyring().decrypt(path.read_bytes().strip())
 
