@@ -141,6 +141,8 @@ def erase_user(
     if reapplying is None:
         refuse_if_held(user, f"The account {user.get_username()}")
 
+    # Counted first: each app's rows take their own keys with them as they go.
+    keys = datakeys.key_count(user.pk)
     erased: dict[str, int] = {}
     for _receiver, counts in user_erasing.send(sender=user_model, user=user, actor=actor):
         for kind, count in (counts or {}).items():
@@ -158,9 +160,8 @@ def erase_user(
     user.user_permissions.clear()
     # Last but the audit event, inside the transaction: should the commit fail, the rows
     # stay but read as erased.
-    erased["data_keys"] = datakeys.destroy_owner(
-        user.pk, note=reapplying or {"joined_at": user.date_joined.isoformat()}
-    )
+    datakeys.destroy_owner(user.pk, note=reapplying or {"joined_at": user.date_joined.isoformat()})
+    erased["data_keys"] = keys
     record(
         "user.erased",
         actor=actor,

@@ -24,7 +24,6 @@ from django.utils import timezone
 from accounts.erasure import held_user_ids
 from audit.log import record
 from chat.models import Conversation, Message
-from core import datakeys
 
 DEFAULT_BATCH = 500
 
@@ -72,19 +71,17 @@ def due(now: datetime.datetime | None = None):
 
 def _erase_batch(now, batch_size: int, number: int) -> tuple[int, int]:
     with transaction.atomic():
-        batch = list(
+        ids = list(
             due(now)
             .exclude(user_id__in=held_user_ids())
             .order_by("updated_at", "pk")
-            .values_list("pk", "user_id")[:batch_size]
+            .values_list("pk", flat=True)[:batch_size]
         )
-        if not batch:
+        if not ids:
             return 0, 0
-        ids = [pk for pk, _user in batch]
         messages = Message.objects.filter(conversation_id__in=ids).count()
+        # Their data keys go too (chat.services.destroy_conversation_key, on post_delete).
         Conversation.objects.filter(pk__in=ids).delete()
-        for pk, user_id in batch:
-            datakeys.destroy(datakeys.conversation_key(user_id, pk))
         record(
             "retention.applied",
             batch=number,

@@ -241,9 +241,13 @@ def delete(*, actor, conversation: Conversation, request=None) -> None:
         target=conversation,
         message_count=messages,
     )
-    ref = datakeys.conversation_key(conversation.user_id, conversation.pk)
-    conversation.delete()
-    datakeys.destroy(ref)
+    conversation.delete()  # and its data key, with it (destroy_conversation_key)
+
+
+def destroy_conversation_key(sender, instance, **kwargs) -> None:
+    """``post_delete`` of a conversation, however it goes (deleted, erased, retention, its
+    user deleted): its data key goes with it, in the same transaction."""
+    datakeys.destroy(datakeys.conversation_key(instance.user_id, instance.pk))
 
 
 @transaction.atomic

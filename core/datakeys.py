@@ -254,6 +254,14 @@ def destroy_owner(user_id: int, *, note: dict | None = None) -> int:
     return len(destroyed)
 
 
+def key_count(user_id: int) -> int:
+    """How many data keys a user has."""
+    directory = store_dir() / str(int(user_id))
+    if not directory.is_dir():
+        return 0
+    return sum(1 for path in directory.iterdir() if _SCOPE.match(path.name))
+
+
 def erased_owners() -> dict[int, dict]:
     """The users whose keys were all destroyed, with the note of each."""
     store = store_dir()

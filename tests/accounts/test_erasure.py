@@ -301,3 +301,14 @@ def test_start_up_refuses_an_empty_key_store_when_sealed_content_exists(
 
     with pytest.raises(crypto.DecryptionError, match="empty or missing: point DATA_KEY_DIR"):
         crypto.check_keyring_opens_stored_data()
+
+
+def test_deleting_a_user_outright_leaves_none_of_their_keys(employee, admin_user):
+    conversation = a_conversation(employee)
+    user_id = employee.pk
+    assert datakeys.key_count(user_id) == 1
+
+    employee.delete()
+
+    assert not datakeys.exists(datakeys.conversation_key(user_id, conversation.pk))
+    assert datakeys.key_count(user_id) == 0
