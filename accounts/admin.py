@@ -89,9 +89,20 @@ class UserAdmin(DjangoUserAdmin):
         )
 
     def has_delete_permission(self, request, obj=None):
+        # Deleting destroys a user's data keys: not while a legal hold is in place.
         return super().has_delete_permission(request, obj) and (
-            obj is None or may_manage(request.user, obj)
+            obj is None or (may_manage(request.user, obj) and not erasure.holds_in_place(obj))
         )
+
+    def delete_queryset(self, request, queryset):
+        held = [user for user in queryset if erasure.holds_in_place(user)]
+        if held:
+            names = ", ".join(user.get_username() for user in held)
+            raise PermissionDenied(
+                f"Nothing was deleted: {names} {'is' if len(held) == 1 else 'are'} under a "
+                "legal hold until Compliance lifts it."
+            )
+        super().delete_queryset(request, queryset)
 
     def formfield_for_manytomany(self, db_field, request=None, **kwargs):
         if db_field.name == "groups" and request is not None:

@@ -312,3 +312,25 @@ def test_deleting_a_user_outright_leaves_none_of_their_keys(employee, admin_user
 
     assert not datakeys.exists(datakeys.conversation_key(user_id, conversation.pk))
     assert datakeys.key_count(user_id) == 0
+
+
+def test_a_user_under_legal_hold_cannot_be_deleted_in_the_admin_either(
+    admin_client_secure, employee, compliance_officer
+):
+    a_conversation(employee)
+    place_legal_hold(actor=compliance_officer, user=employee, case_reference="CASE-3")
+
+    one = admin_client_secure.post(
+        f"{USERS}{employee.pk}/delete/", {"post": "yes"}, REMOTE_ADDR=IP, secure=True
+    )
+    bulk = admin_client_secure.post(
+        USERS,
+        {"action": "delete_selected", "_selected_action": [employee.pk], "post": "yes"},
+        REMOTE_ADDR=IP,
+        secure=True,
+    )
+
+    assert one.status_code == 403
+    assert bulk.status_code == 403
+    assert get_user_model().objects.filter(pk=employee.pk).exists()
+    assert Conversation.objects.get(user=employee).title == SECRET
