@@ -20,9 +20,9 @@ from django.db.models import Count, Max, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.shortcuts import render
 
-from accounts import services
-from accounts.forms import ResetTwoFactorForm
-from accounts.models import BackupCode, DirectoryAccount
+from accounts import erasure, services, your_data
+from accounts.forms import DataRequestForm, EraseUserForm, ResetTwoFactorForm
+from accounts.models import BackupCode, DirectoryAccount, LegalHold
 from accounts.roles import (
     EMPLOYEES,
     ROLE_GROUP_READ_ONLY,
@@ -92,9 +92,10 @@ class UserAdmin(DjangoUserAdmin):
         "two_factor",
         "backup_codes_left",
         "last_login",
+        "legal_hold",
     )
     list_filter = ("is_active", "is_staff", "is_superuser", "groups", "directory_account__source")
-    actions = ["reset_two_factor", "unlock_sign_in", "deactivate"]
+    actions = ["reset_two_factor", "unlock_sign_in", "deactivate", "erase", "download_user_data"]
 
     def get_readonly_fields(self, request, obj=None):
         """Only a superuser grants superuser status or single permissions; nobody changes
@@ -112,9 +113,20 @@ class UserAdmin(DjangoUserAdmin):
         )
 
     def has_delete_permission(self, request, obj=None):
+        # Deleting destroys a user's data keys: not while a legal hold is in place.
         return super().has_delete_permission(request, obj) and (
-            obj is None or may_manage(request.user, obj)
+            obj is None or (may_manage(request.user, obj) and not erasure.holds_in_place(obj))
         )
+
+    def delete_queryset(self, request, queryset):
+        held = [user for user in queryset if erasure.holds_in_place(user)]
+        if held:
+            names = ", ".join(user.get_username() for user in held)
+            raise PermissionDenied(
+                f"Nothing was deleted: {names} {'is' if len(held) == 1 else 'are'} under a "
+                "legal hold until Compliance lifts it."
+            )
+        super().delete_queryset(request, queryset)
 
     def formfield_for_manytomany(self, db_field, request=None, **kwargs):
         if db_field.name == "groups" and request is not None:
@@ -127,6 +139,15 @@ class UserAdmin(DjangoUserAdmin):
             if request.method == "POST":
                 raise PermissionDenied(may_not_manage_reason(user))
             self.message_user(request, may_not_manage_reason(user), messages.WARNING)
+        if user is not None and request.method == "GET":
+            for hold in erasure.holds_in_place(user):
+                self.message_user(
+                    request,
+                    f"Legal hold in place for {user.get_username()} (case "
+                    f"{hold.case_reference}, placed {hold.placed_at:%Y-%m-%d}): nothing of theirs can be erased, by "
+                    "retention or by anyone, until Compliance lifts it.",
+                    messages.WARNING,
+                )
         return super().change_view(request, object_id, form_url, extra_context)
 
     def user_change_password(self, request, id, form_url=""):
@@ -156,6 +177,9 @@ class UserAdmin(DjangoUserAdmin):
                     ),
                     0,
                 ),
+                holds_in_place=Count(
+                    "legal_holds", filter=Q(legal_holds__lifted_at__isnull=True), distinct=True
+                ),
             )
         )
 
@@ -168,6 +192,10 @@ class UserAdmin(DjangoUserAdmin):
     @admin.display(description="backup codes left", ordering="codes_left")
     def backup_codes_left(self, user):
         return user.codes_left
+
+    @admin.display(description="legal hold", ordering="holds_in_place")
+    def legal_hold(self, user):
+        return "in place" if user.holds_in_place else ""
 
     @admin.action(
         description="Reset two-step verification of the selected users", permissions=["change"]
@@ -228,6 +256,140 @@ class UserAdmin(DjangoUserAdmin):
             services.deactivate_user(actor=request.user, user=user)
         self.message_user(request, f"Deactivated {len(users)} user(s).", messages.SUCCESS)
         _warn_skipped(self, request, refused)
+
+    @admin.action(
+        description="Erase the selected users and everything they stored (final)",
+        permissions=["change"],
+    )
+    def erase(self, request, queryset):
+        candidates = queryset.exclude(pk=request.user.pk).exclude(username__startswith="erased-")
+        users, refused = _split_by_manageable(request, candidates)
+        held = [user for user in users if erasure.holds_in_place(user)]
+        users = [user for user in users if user not in held]
+        form = EraseUserForm(request.POST if "confirm" in request.POST else None)
+        if users and form.is_valid():
+            for user in users:
+                erasure.erase_user(
+                    actor=request.user,
+                    user=user,
+                    reason=form.cleaned_data["reason"],
+                    request=request,
+                )
+            self.message_user(
+                request,
+                f"Erased {len(users)} user(s): their content is gone, in every backup too once "
+                "the key archives made before now have expired.",
+                messages.SUCCESS,
+            )
+            if held:
+                names = ", ".join(user.get_username() for user in held)
+                self.message_user(
+                    request, f"Skipped {names}: under a legal hold.", messages.WARNING
+                )
+            _warn_skipped(self, request, refused)
+            return None
+        return render(
+            request,
+            "admin/accounts/erase_user.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Erase users",
+                "users": users,
+                "held": held,
+                "skipped": refused,
+                "form": form,
+                "opts": self.opts,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
+
+    @admin.action(
+        description="Download the selected user's data (on their request)", permissions=["change"]
+    )
+    def download_user_data(self, request, queryset):
+        users, refused = _split_by_manageable(request, queryset)
+        if len(users) != 1:
+            self.message_user(
+                request,
+                "Select exactly one user whose data you may manage: each archive answers one "
+                "person's request.",
+                messages.WARNING,
+            )
+            _warn_skipped(self, request, refused)
+            return None
+        (subject,) = users
+        form = DataRequestForm(request.POST if "confirm" in request.POST else None)
+        if form.is_valid():
+            archive = your_data.export_user_data(
+                actor=request.user,
+                user=subject,
+                request=request,
+                reason=form.cleaned_data["reason"],
+            )
+            return your_data.as_download(archive, subject)
+        return render(
+            request,
+            "admin/accounts/user_data.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"The data of {subject.get_username()}",
+                "subject": subject,
+                "form": form,
+                "opts": self.opts,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
+
+
+@admin.register(LegalHold)
+class LegalHoldAdmin(admin.ModelAdmin):
+    """Legal holds, for Compliance only: place one (Add) and lift it (the action). A hold is
+    never edited or deleted; lifted ones stay listed."""
+
+    list_display = ("user", "case_reference", "placed_at", "placed_by", "lifted_at", "lifted_by")
+    list_filter = (("lifted_at", admin.EmptyFieldListFilter),)
+    search_fields = ("case_reference", "user__username")
+    fields = ("user", "case_reference")
+    actions = ["lift"]
+
+    def has_module_permission(self, request):
+        return erasure.is_compliance(request.user)
+
+    def has_view_permission(self, request, obj=None):
+        return erasure.is_compliance(request.user)
+
+    def has_add_permission(self, request):
+        return erasure.is_compliance(request.user)
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        try:
+            hold = erasure.place_legal_hold(
+                actor=request.user,
+                user=obj.user,
+                case_reference=obj.case_reference,
+                request=request,
+            )
+        except ValueError as exc:
+            raise PermissionDenied(str(exc)) from None
+        obj.pk, obj.placed_at, obj.placed_by = hold.pk, hold.placed_at, hold.placed_by
+
+    @admin.action(description="Lift the selected legal holds")
+    def lift(self, request, queryset):
+        lifted = 0
+        for hold in queryset.filter(lifted_at__isnull=True):
+            erasure.lift_legal_hold(actor=request.user, hold=hold, request=request)
+            lifted += 1
+        self.message_user(
+            request,
+            f"Lifted {lifted} legal hold(s); what they held follows retention and erasure again.",
+            messages.SUCCESS,
+        )
 
 
 @admin.register(Group)

@@ -55,6 +55,8 @@ class AccountsConfig(AppConfig):
         from accounts import receivers  # noqa: F401 (connects the signal receivers)
         from accounts.directory import register_metrics
         from accounts.roles import refuse_role_group_changes
+        from accounts.your_data import account_section
+        from core import personal_data
 
         post_migrate.connect(_ensure_roles, sender=self, dispatch_uid="accounts_roles")
         m2m_changed.connect(
@@ -64,3 +66,8 @@ class AccountsConfig(AppConfig):
         )
         checks.register(roles_as_written)
         register_metrics()
+        personal_data.register(
+            "account",
+            "your account: profile, groups, second factors (without their secrets), sessions",
+            account_section,
+        )

@@ -75,3 +75,25 @@ class ResetTwoFactorForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="Recorded in the audit log, e.g. 'lost phone, identity checked by phone call'.",
     )
+
+
+class EraseUserForm(forms.Form):
+    reason = forms.CharField(
+        label="Reason",
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Recorded in the audit log, e.g. 'erasure request 2026-118 from the employee'.",
+    )
+    confirm_final = forms.BooleanField(
+        label="I understand that this cannot be undone, not even from a backup.",
+        error_messages={"required": "Tick the box to confirm that the erasure is final."},
+    )
+
+
+class DataRequestForm(forms.Form):
+    reason = forms.CharField(
+        label="Request",
+        max_length=500,
+        help_text="Whose request this answers, recorded in the audit log, e.g. 'ticket 4411, "
+        "asked by the employee on 2026-11-28'.",
+    )

@@ -262,3 +262,42 @@ class IdentityProviderDevice(Device):
 
     def verify_token(self, token):
         return False
+
+
+class LegalHold(models.Model):
+    """A legal hold on one user's data, placed by Compliance for a case. While it is in place
+    (not lifted), nothing of the user's is erased: not by retention, not by the user, not by
+    an admin."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="legal_holds"
+    )
+    case_reference = models.CharField(
+        max_length=100, help_text="The case or matter this hold is for, as Legal names it."
+    )
+    placed_at = models.DateTimeField(default=timezone.now, editable=False)
+    placed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
+    )
+    lifted_at = models.DateTimeField(null=True, blank=True, editable=False)
+    lifted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
+    )
+
+    class Meta:
+        ordering = ["-placed_at"]
+        indexes = [models.Index(fields=["user", "lifted_at"])]
+
+    def __str__(self):
+        state = "lifted" if self.lifted_at else "in place"
+        return f"legal hold {self.case_reference} on {self.user} ({state})"

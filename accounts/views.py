@@ -1,4 +1,4 @@
-"""Sign-in in two steps, enrolment, backup codes and the account page."""
+"""Sign-in in two steps, enrolment, backup codes, the account page and its data download."""
 
 import segno
 from django.conf import settings
@@ -13,7 +13,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
-from accounts import account_page, services
+from accounts import account_page, services, your_data
 from accounts.forms import CodeForm, SignInForm
 
 
@@ -161,6 +161,14 @@ def regenerate_backup_codes(request):
         message = "Type the current code from your authenticator app."
     messages.error(request, f"No new backup codes were made: {message} Your old ones still work.")
     return redirect("accounts:account")
+
+
+@never_cache
+@require_http_methods(["POST"])
+def download_your_data(request):
+    """Everything the user stored, as one zip (recorded)."""
+    archive = your_data.export_user_data(actor=request.user, user=request.user, request=request)
+    return your_data.as_download(archive, request.user)
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):

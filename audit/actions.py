@@ -67,6 +67,14 @@ CATALOGUE: dict[str, Action] = {
             "by sync_directory: disabled, deleted or in no mapped group",
         ),
         Action("oidc.refused", "auth", "an identity provider's answer refused, and why"),
+        Action(
+            "user.erased",
+            "users",
+            "the username it had, the reason, counts of what was erased and of data keys destroyed",
+        ),
+        Action("user.data_exported", "users", "by the user or by an admin on request; counts"),
+        Action("legal_hold.placed", "users", "by Compliance: the case reference"),
+        Action("legal_hold.lifted", "users", "by Compliance: the case reference, days held"),
         Action("group.changed", "users", "group created/changed/deleted, members added/removed"),
         Action("group.change_refused", "users", "a change to a role group's permissions"),
         Action("permission.changed", "users", "permissions added to or removed from a user"),
@@ -113,6 +121,12 @@ CATALOGUE: dict[str, Action] = {
         Action("worker.failed", "operations", "worker name, model, the reason; retried"),
         Action("backup.created", "operations", "archives and their checksums"),
         Action("backup.restored", "operations", "archives, migrations, keys restored"),
+        Action(
+            "retention.applied",
+            "operations",
+            "per batch: conversations and messages erased; per run: totals, conversations kept "
+            "under a legal hold, whether nothing is left, the periods in days",
+        ),
     )
 }
 

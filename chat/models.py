@@ -1,4 +1,5 @@
-"""Conversations and their messages. Titles and contents are encrypted at rest."""
+"""Conversations and their messages. Titles and contents are encrypted at rest, each
+conversation under a data key of its own (``core.datakeys``), which erasing it destroys."""
 
 import uuid
 
@@ -6,7 +7,16 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from core import datakeys
 from core.crypto import EncryptedTextField
+
+
+def _conversation_key(conversation) -> datakeys.KeyRef:
+    return datakeys.conversation_key(conversation.user_id, conversation.pk)
+
+
+def _message_key(message) -> datakeys.KeyRef:
+    return datakeys.conversation_key(message.conversation.user_id, message.conversation_id)
 
 
 class Conversation(models.Model):
@@ -16,7 +26,9 @@ class Conversation(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
-    title = EncryptedTextField(help_text="Encrypted with the chat keyring.")
+    title = EncryptedTextField(
+        help_text="Encrypted under the conversation's data key.", data_key=_conversation_key
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now, db_index=True)
 
@@ -45,7 +57,14 @@ class Message(models.Model):
         Conversation, on_delete=models.CASCADE, related_name="messages"
     )
     role = models.CharField(max_length=16, choices=Role.choices)
-    content = EncryptedTextField(blank=True, help_text="Encrypted with the chat keyring.")
+    content = EncryptedTextField(
+        blank=True,
+        help_text="Encrypted under the conversation's data key.",
+        data_key=_message_key,
+        key_related=("conversation",),
+        # The conversation made the key; a message never makes one (docs/architecture.md).
+        creates_key=False,
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
     model_name = models.CharField(max_length=200, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)

@@ -9,8 +9,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.erasure import ErasureRefused, refuse_if_held
 from audit.log import record
 from chat.models import Conversation, Message
+from core import datakeys
 from core.labels import one_line_label
 
 TITLE_MAX = 80
@@ -213,8 +215,24 @@ def rename(*, actor, conversation: Conversation, title: str, request=None) -> Co
     return conversation
 
 
+class ConversationHeld(Exception):
+    """The conversation's owner is under a legal hold: nothing of theirs is erased now."""
+
+
+HELD = (
+    "This conversation cannot be deleted now: your organisation must keep your conversations "
+    "for a legal matter (a legal hold). Ask Compliance if you have questions."
+)
+
+
 @transaction.atomic
 def delete(*, actor, conversation: Conversation, request=None) -> None:
+    """Erase a conversation: its rows, and its data key, so that no backup can bring it back.
+    ConversationHeld when its owner is under a legal hold."""
+    try:
+        refuse_if_held(conversation.user, "This conversation")
+    except ErasureRefused:
+        raise ConversationHeld(HELD) from None
     messages = conversation.messages.count()
     record(
         "conversation.deleted",
@@ -223,7 +241,44 @@ def delete(*, actor, conversation: Conversation, request=None) -> None:
         target=conversation,
         message_count=messages,
     )
+    conversation.delete()  # and its data key, with it (destroy_conversation_key)
+
+
+def destroy_conversation_key(sender, instance, **kwargs) -> None:
+    """``post_delete`` of a conversation, however it goes (deleted, erased, retention, its
+    user deleted): its data key goes with it, in the same transaction."""
+    datakeys.destroy(datakeys.conversation_key(instance.user_id, instance.pk))
+
+
+@transaction.atomic
+def forget_erased_conversation(user_id: int, conversation_id: str) -> int:
+    """A conversation erased after the backup this database came from (its key is gone, it
+    reads as erased): its rows go too. Registered with core.datakeys for
+    ``manage.py reapply_erasures``; returns 1 when there was such a conversation."""
+    conversation = Conversation.objects.filter(pk=conversation_id, user_id=user_id).first()
+    if conversation is None or datakeys.exists(datakeys.conversation_key(user_id, conversation.pk)):
+        return 0
+    record(
+        "conversation.deleted",
+        actor=None,
+        target=conversation,
+        message_count=conversation.messages.count(),
+        reapplied_after_restore=True,
+    )
     conversation.delete()
+    return 1
+
+
+def erase_conversations_of(*, sender, user, actor, **kwargs) -> dict[str, int]:
+    """``accounts.signals.user_erasing``: delete the user's conversations (their data keys go
+    with the user's, destroyed by accounts.erasure)."""
+    conversations = Conversation.objects.filter(user=user)
+    counts = {
+        "conversations": conversations.count(),
+        "messages": Message.objects.filter(conversation__user=user).count(),
+    }
+    conversations.delete()
+    return counts
 
 
 def _as_markdown(conversation: Conversation, messages) -> str:

@@ -134,7 +134,10 @@ def conversation_delete(request, conversation_id):
         conversation = services.conversation_of(request.user, conversation_id)
     except services.ConversationNotFound:
         return _not_found(request, conversation_id)
-    services.delete(actor=request.user, conversation=conversation, request=request)
+    try:
+        services.delete(actor=request.user, conversation=conversation, request=request)
+    except services.ConversationHeld as exc:
+        return _error(409, "held", str(exc))
     return JsonResponse({"deleted": str(conversation_id)})
 
 

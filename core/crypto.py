@@ -1,37 +1,24 @@
-"""Encryption at rest with the project keyring (``CHAT_ENCRYPTION_KEYS`` or
-``var/keys/chat_keyring``).
+"""Encryption at rest: ``EncryptedTextField`` stores text as a Fernet token (AES-128-CBC
+with HMAC-SHA256, timestamped) and decrypts it when loaded.
 
-The keyring is a MultiFernet: the first key encrypts, every key decrypts, so a new key can
-be put in front and old data re-encrypted at leisure. ``EncryptedTextField`` stores text as a
-Fernet token (AES-128-CBC with HMAC-SHA256, timestamped) and decrypts it when loaded.
+A field given ``data_key`` (a function of the row that names its owner's data key,
+``core.datakeys``) seals its value under that per-user key, so that destroying the key
+erases the value, in every backup too. Without it, the value is encrypted with the chat
+keyring (``core.keyring``), which only key rotation replaces.
 """
 
-from functools import lru_cache
+from collections.abc import Callable
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.fernet import InvalidToken
 from django.apps import apps
-from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 from django.db import models
+
+from core import datakeys
+from core.keyring import keyring
 
 
 class DecryptionError(Exception):
     """Stored data that no key of the keyring can decrypt."""
-
-
-@lru_cache(maxsize=4)
-def _keyring(keys: tuple[str, ...]) -> MultiFernet:
-    try:
-        return MultiFernet([Fernet(key) for key in keys])
-    except (ValueError, TypeError):
-        raise ImproperlyConfigured(
-            "CHAT_ENCRYPTION_KEYS (or var/keys/chat_keyring) holds a value that is not a Fernet key: "
-            "each key is 32 random bytes in URL-safe base64 (44 characters)."
-        ) from None
-
-
-def keyring() -> MultiFernet:
-    return _keyring(tuple(settings.CHAT_KEYRING))
 
 
 def encrypt(text: str) -> str:
@@ -39,6 +26,13 @@ def encrypt(text: str) -> str:
 
 
 def decrypt(token: str) -> str:
+    """The text of a stored value: sealed under a data key (``datakeys.ERASED`` when that key
+    was destroyed) or encrypted with the keyring."""
+    if datakeys.is_sealed(token):
+        try:
+            return datakeys.open_token(token)
+        except datakeys.DataKeyError as exc:
+            raise DecryptionError(str(exc)) from None
     try:
         return keyring().decrypt(token.encode("ascii")).decode("utf-8")
     except InvalidToken:
@@ -48,17 +42,66 @@ def decrypt(token: str) -> str:
         ) from None
 
 
+class Sealed(str):
+    """A value already encrypted for storage, passed through unchanged."""
+
+    __slots__ = ()
+
+
 class EncryptedTextField(models.TextField):
-    """Text stored encrypted with the project keyring; Python code sees plain text."""
+    """Text stored encrypted; Python code sees plain text.
+
+    ``data_key(row) -> KeyRef``: seal under that per-user data key (made on first use, or,
+    with ``creates_key=False``, one the row's parent must have made). Such a value is
+    encrypted when a row is saved (``save()``, ``create()``, ``bulk_create()``), where the
+    row is known; a queryset ``update()`` of the column is refused, as it would not know
+    whose key to use. ``key_related`` names the relations ``data_key`` reads, so that code
+    re-saving rows in bulk (key rotation) can select them along.
+    """
 
     description = "Text encrypted at rest"
+
+    def __init__(
+        self,
+        *args,
+        data_key: Callable[[models.Model], datakeys.KeyRef] | None = None,
+        key_related: tuple[str, ...] = (),
+        creates_key: bool = True,
+        **kwargs,
+    ):
+        self.data_key = data_key
+        self.key_related = key_related
+        self.creates_key = creates_key
+        super().__init__(*args, **kwargs)
 
     def from_db_value(self, value, expression, connection):
         return None if value is None else decrypt(value)
 
+    def pre_save(self, model_instance, add):
+        value = super().pre_save(model_instance, add)
+        if value is None or self.data_key is None:
+            return value
+        if isinstance(value, datakeys.Erased):
+            return Sealed(datakeys.ERASED_TOKEN)
+        try:
+            return Sealed(
+                datakeys.seal(self.data_key(model_instance), value, create=self.creates_key)
+            )
+        except datakeys.DataKeyError as exc:
+            raise DecryptionError(str(exc)) from None
+
     def get_prep_value(self, value):
+        if isinstance(value, Sealed):
+            return str(value)
         value = super().get_prep_value(value)
-        return None if value is None else encrypt(value)
+        if value is None:
+            return None
+        if self.data_key is not None:
+            raise ValueError(
+                f"{self.model.__name__}.{self.name} is sealed under its owner's data key: "
+                "change it by saving the row, not with a queryset update."
+            )
+        return encrypt(value)
 
 
 def encrypted_columns() -> list[tuple[type[models.Model], str, str]]:
@@ -79,7 +122,18 @@ def check_keyring_opens_stored_data() -> None:
     """Raise DecryptionError at start-up, not at a user's first click, when the keyring
     cannot read what is stored (a key left out of CHAT_ENCRYPTION_KEYS, the wrong key file
     restored). Reads the oldest and the newest row of every encrypted column."""
+    sealed_rows = False
     for model, field, _label in encrypted_columns():
         rows = model.objects.exclude(**{f"{field}__isnull": True}).only("pk", field)
         rows.order_by("pk").first()
         rows.order_by("-pk").first()
+        sealed_rows = sealed_rows or (
+            model._meta.get_field(field).data_key is not None and rows.exists()
+        )
+    if sealed_rows and datakeys.store_is_empty():
+        raise DecryptionError(
+            f"The database holds content sealed under data keys, but the key store "
+            f"{datakeys.store_dir()} is empty or missing: point DATA_KEY_DIR at the key store "
+            "the other processes use (a shared directory), or restore it from the key archive "
+            "(python -m project.backup restore-keys)."
+        )

@@ -79,6 +79,28 @@ def env_list(
     return items
 
 
+def env_int_map(
+    name: str, *, minimum: int = 0, environ: Mapping[str, str] | None = None
+) -> dict[str, int]:
+    """Comma-separated ``label=number`` pairs (``Legal=3650,Interns=30``); empty when unset."""
+    result = {}
+    for item in env_list(name, [], environ=environ):
+        label, separator, number = (part.strip() for part in item.rpartition("="))
+        try:
+            value = int(number)
+        except ValueError:
+            value = None
+        if not separator or not label or value is None or value < minimum:
+            raise ImproperlyConfigured(
+                f"{name} contains {item!r}: write each item as name=number with a whole number "
+                f"of at least {minimum}, e.g. {name}=Legal=3650,Interns=30."
+            )
+        if label in result:
+            raise ImproperlyConfigured(f"{name} names {label!r} twice: keep one of them.")
+        result[label] = value
+    return result
+
+
 def env_networks(
     name: str, default: list[str], *, environ: Mapping[str, str] | None = None
 ) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

@@ -13,7 +13,15 @@ import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from core.env import env_bool, env_int, env_list, env_networks, env_path, env_str
+from core.env import (
+    env_bool,
+    env_int,
+    env_int_map,
+    env_list,
+    env_networks,
+    env_path,
+    env_str,
+)
 from core.keys import (
     AUDIT_HMAC_KEY_FILE,
     CHAT_KEYRING_FILE,
@@ -48,6 +56,9 @@ SECRET_KEY, *SECRET_KEY_FALLBACKS = _secret("SECRET_KEY", SECRET_KEY_FILE)
 CHAT_KEYRING = _secret("CHAT_ENCRYPTION_KEYS", CHAT_KEYRING_FILE)
 # Newest key first: it signs new audit events, every key verifies the events it signed.
 AUDIT_HMAC_KEYS = _secret("AUDIT_HMAC_KEY", AUDIT_HMAC_KEY_FILE)
+# Per-user data keys, wrapped by the chat keyring (core.datakeys): outside the database and
+# in the key archive of backups. Every web process and worker must see the same directory.
+DATA_KEY_DIR = env_path("DATA_KEY_DIR", VAR_DIR / "keys" / "data", base=BASE_DIR)
 
 # --- Network: where we listen, who may connect -------------------------------------------
 
@@ -407,6 +418,12 @@ CHAT_STALL_TIMEOUT = env_int("CHAT_STALL_TIMEOUT", 60, minimum=5)
 # Generations one user may have running at once, across their tabs.
 CHAT_MAX_GENERATIONS_PER_USER = env_int("CHAT_MAX_GENERATIONS_PER_USER", 2, minimum=1)
 CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 16000, minimum=100)
+# Days a conversation is kept after its last message; `manage.py apply_retention` erases
+# older ones (their data keys too). 0 keeps conversations until their owner deletes them.
+CHAT_RETENTION_DAYS = env_int("CHAT_RETENTION_DAYS", 0, minimum=0)
+# Per-group overrides, e.g. Legal=3650,Interns=30 (0: keep). A member of several such groups
+# keeps the longest: an obligation to keep outweighs a wish to forget early.
+CHAT_RETENTION_GROUP_DAYS = env_int_map("CHAT_RETENTION_GROUP_DAYS", minimum=0)
 # Workers refresh their heartbeat every few seconds; one silent for this long is gone.
 WORKER_HEARTBEAT_SECONDS = 2
 WORKER_HEARTBEAT_TTL = 10

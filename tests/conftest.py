@@ -34,6 +34,13 @@ def _no_embedded_worker_and_a_clean_cache(settings):
 
 
 @pytest.fixture(autouse=True)
+def _own_data_key_store(settings, tmp_path):
+    """Each test has its own key store, as each has its own database: keys of one test's
+    users must not be found by the next test's users of the same id."""
+    settings.DATA_KEY_DIR = tmp_path / "data-keys"
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     """PBKDF2 with few iterations: the same code path, without a second per login."""
     settings.PASSWORD_HASHERS = [

@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -28,6 +29,9 @@ KEY_ARCHIVE = "keys"
 DATABASE_MEMBERS = {"sqlite": "database.sqlite3", "postgresql": "database.pgdump"}
 KEY_MEMBER_PREFIX = "keys/"
 KEY_FILES = tuple(GENERATORS)
+# Per-user data keys (core.datakeys): data-keys/<user id>/<scope>, wrapped by the keyring.
+DATA_KEY_MEMBER_PREFIX = "data-keys/"
+DATA_KEY_MEMBER = re.compile(r"^data-keys/[0-9]{1,20}/[a-z][a-z0-9-]{0,100}$")
 APP_DISTRIBUTION = "intranet-llm-chat"
 CHUNK = 1 << 20
 KIND_NAMES = {DATABASE_ARCHIVE: "a database archive", KEY_ARCHIVE: "a key archive"}
@@ -135,11 +139,13 @@ class Archive:
         return self.manifest.get("database", {}).get("vendor", "")
 
 
-def _allowed_members(manifest: dict) -> set[str]:
+def _allowed_member(manifest: dict, name: str) -> bool:
     if manifest.get("kind") == DATABASE_ARCHIVE:
         vendor = manifest.get("database", {}).get("vendor")
-        return {DATABASE_MEMBERS[vendor]} if vendor in DATABASE_MEMBERS else set()
-    return {KEY_MEMBER_PREFIX + name for name in KEY_FILES}
+        return vendor in DATABASE_MEMBERS and name == DATABASE_MEMBERS[vendor]
+    return name in {KEY_MEMBER_PREFIX + key for key in KEY_FILES} or bool(
+        DATA_KEY_MEMBER.match(name)
+    )
 
 
 def _copy_member(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> tuple[str, int]:
@@ -189,12 +195,11 @@ def read_archive(path: Path, kind: str, workdir: Path) -> Archive:
                 raise BackupError(f"{path} is {found}, not {KIND_NAMES[kind]}: {hint}.")
             listed = manifest.get("members")
             present = set(members) - {MANIFEST}
-            allowed = _allowed_members(manifest)
             if (
                 not isinstance(listed, dict)
                 or not present
                 or set(listed) != present
-                or not present <= allowed
+                or not all(_allowed_member(manifest, name) for name in present)
             ):
                 raise BackupError(
                     f"{path} is damaged: its members do not match its manifest. "
@@ -207,6 +212,7 @@ def read_archive(path: Path, kind: str, workdir: Path) -> Archive:
                 if not member.isreg():
                     raise BackupError(f"{path} is damaged: {name} is not a plain file.")
                 target = workdir / name.removeprefix(KEY_MEMBER_PREFIX)
+                target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 sha256, size = _copy_member(tar, member, target)
                 if sha256 != listed[name].get("sha256") or size != listed[name].get("size"):
                     raise BackupError(

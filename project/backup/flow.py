@@ -20,11 +20,12 @@ from django.db import DatabaseError, connection
 from audit.chain import verify
 from audit.log import record
 from audit.models import AuditEvent
-from chat.models import Message
-from core import crypto
+from chat.models import Conversation, Message
+from core import crypto, datakeys
 from core.keys import AUDIT_HMAC_KEY_FILE, CHAT_KEYRING_FILE, SECRET_KEY_FILE, key_id
 from project.backup import database as db
 from project.backup.archive import (
+    DATA_KEY_MEMBER_PREFIX,
     DATABASE_ARCHIVE,
     DATABASE_MEMBERS,
     FORMAT,
@@ -59,6 +60,7 @@ class BackupResult:
     key_archive: Path | None
     key_files: list[str]
     from_environment: list[str]
+    data_key_count: int = 0
 
 
 def backup(*, output_dir: Path, keys_output_dir: Path, with_keys: bool) -> BackupResult:
@@ -108,10 +110,16 @@ def backup(*, output_dir: Path, keys_output_dir: Path, with_keys: bool) -> Backu
         }
         sha256 = write_archive(database_archive, manifest, {dump.name: dump}, created)
 
+    data_keys = {}
     if key_archive is not None:
+        store = datakeys.store_dir()
+        data_keys = {
+            DATA_KEY_MEMBER_PREFIX + path.relative_to(store).as_posix(): path
+            for path in datakeys.key_files()
+        }
         members = {KEY_MEMBER_PREFIX + name: keys[name].path for name in in_files}
         manifest = {**common, "kind": KEY_ARCHIVE, "not_included": from_environment}
-        write_archive(key_archive, manifest, members, created)
+        write_archive(key_archive, manifest, members | data_keys, created)
     return BackupResult(
         database_archive,
         sha256,
@@ -119,6 +127,7 @@ def backup(*, output_dir: Path, keys_output_dir: Path, with_keys: bool) -> Backu
         key_archive,
         in_files if key_archive else [],
         from_environment,
+        len(data_keys),
     )
 
 
@@ -149,6 +158,23 @@ def _use_restored_keys(var_dir: Path) -> None:
     settings.AUDIT_HMAC_KEYS = keys[AUDIT_HMAC_KEY_FILE].lines
 
 
+def _erased_check() -> str:
+    """Which conversations of the restored database have no data key in the key store: they
+    were erased after the backup was made (or the key store was not restored)."""
+    erased: dict[int, int] = {}
+    for user_id, conversation_id in Conversation.objects.values_list("user_id", "pk").iterator():
+        if not datakeys.exists(datakeys.conversation_key(user_id, conversation_id)):
+            erased[user_id] = erased.get(user_id, 0) + 1
+    if not erased:
+        return "Erasure check: every conversation has its data key."
+    return (
+        f"Erasure check: {sum(erased.values())} conversations of {len(erased)} users show as "
+        f"erased: their data keys are not in {datakeys.store_dir()} (erased after this "
+        "backup was made, or the key store was not restored). `manage.py reapply_erasures` "
+        "removes what the key store notes as erased since."
+    )
+
+
 def _check_restored_site(result: RestoreResult) -> None:
     try:
         crypto.check_keyring_opens_stored_data()
@@ -158,6 +184,7 @@ def _check_restored_site(result: RestoreResult) -> None:
         result.counts["messages"] = Message.objects.count()
         held = ", ".join(f"{label}: {count}" for label, count in result.counts.items())
         result.checks.append(f"Keyring check: the chat keyring opens the stored data ({held}).")
+        result.checks.append(_erased_check())
     verdict = verify()
     if verdict.intact:
         result.checks.append(f"Audit check: {verdict.summary()}")
@@ -238,7 +265,9 @@ def restore(
         say(f"Restored the database with {restored_with}.")
         key_result = None
         if keys is not None:
-            key_result = restore_key_files(keys, var_dir, overwrite=overwrite)
+            key_result = restore_key_files(
+                keys, var_dir, overwrite=overwrite, data_key_store=datakeys.store_dir()
+            )
             _use_restored_keys(var_dir)
 
     pending = db.pending_migrations()

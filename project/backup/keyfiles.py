@@ -23,6 +23,7 @@ from core.keys import (
     read_key_file,
 )
 from project.backup.archive import (
+    DATA_KEY_MEMBER_PREFIX,
     KEY_FILES,
     KEY_MEMBER_PREFIX,
     Archive,
@@ -33,6 +34,12 @@ from project.backup.errors import BackupError
 
 # Keys whose ids the database archive records: the data in it needs one of each to be read.
 KEY_ID_KINDS = {CHAT_KEYRING_FILE: "chat", AUDIT_HMAC_KEY_FILE: "audit"}
+
+
+def data_key_dir(var_dir: Path) -> Path:
+    """The per-user data key store, where settings.py puts it (DATA_KEY_DIR)."""
+    configured = os.environ.get("DATA_KEY_DIR", "").strip()
+    return Path(configured) if configured else keys_dir(var_dir) / "data"
 
 
 # --- Keys in use --------------------------------------------------------------------------
@@ -81,10 +88,50 @@ class KeyRestore:
     written: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     kept_as: dict[str, str] = field(default_factory=dict)
+    data_keys_written: int = 0
+    data_keys_present: int = 0
 
 
 def _key_files_of(archive: Archive) -> dict[str, Path]:
-    return {name.removeprefix(KEY_MEMBER_PREFIX): path for name, path in archive.files.items()}
+    return {
+        name.removeprefix(KEY_MEMBER_PREFIX): path
+        for name, path in archive.files.items()
+        if name.startswith(KEY_MEMBER_PREFIX)
+    }
+
+
+def _data_keys_of(archive: Archive) -> dict[str, Path]:
+    return {
+        name.removeprefix(DATA_KEY_MEMBER_PREFIX): path
+        for name, path in archive.files.items()
+        if name.startswith(DATA_KEY_MEMBER_PREFIX)
+    }
+
+
+def _restore_data_keys(archive: Archive, store: Path, result: "KeyRestore") -> None:
+    """Put back the archive's data keys that the store lacks. A key the store holds stays as
+    it is: it is the same key (rewrapped since, perhaps) or a newer one under that name."""
+    for name, source in sorted(_data_keys_of(archive).items()):
+        target = store / name
+        if target.exists():
+            result.data_keys_present += 1
+            continue
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(source.read_bytes())
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(temporary, target)
+            except FileExistsError:
+                result.data_keys_present += 1
+                continue
+        finally:
+            Path(temporary).unlink(missing_ok=True)
+        fsync_directory(target.parent)
+        result.data_keys_written += 1
 
 
 def differing_key_files(archive: Archive, var_dir: Path) -> list[Path]:
@@ -108,7 +155,9 @@ def refuse_other_keys(archive: Archive, differing: list[Path]) -> None:
         )
 
 
-def restore_key_files(archive: Archive, var_dir: Path, *, overwrite: bool) -> KeyRestore:
+def restore_key_files(
+    archive: Archive, var_dir: Path, *, overwrite: bool, data_key_store: Path | None = None
+) -> KeyRestore:
     """Put the archive's key files into ``var_dir/keys`` (directory 0700, files 0600).
 
     A file that holds the same keys is left alone. One that holds other keys is replaced
@@ -142,6 +191,7 @@ def restore_key_files(archive: Archive, var_dir: Path, *, overwrite: bool) -> Ke
             Path(temporary).unlink(missing_ok=True)
         result.written.append(name)
     fsync_directory(directory)
+    _restore_data_keys(archive, data_key_store or data_key_dir(var_dir), result)
     return result
 
 
@@ -152,6 +202,11 @@ def describe_key_restore(result: KeyRestore) -> list[str]:
     if result.unchanged:
         parts.append(f"already in place: {', '.join(result.unchanged)}")
     lines = [f"Key files in {result.directory}: {'; '.join(parts)} (mode 0600)."]
+    if result.data_keys_written or result.data_keys_present:
+        lines.append(
+            f"Data keys: {result.data_keys_written} restored, {result.data_keys_present} "
+            "already in the key store."
+        )
     lines += [f"The {name} it replaced is kept as {kept}." for name, kept in result.kept_as.items()]
     lines += [
         f"Note: {ENVIRONMENT_VARIABLES[name]} is set in the environment and wins over "

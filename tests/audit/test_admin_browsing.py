@@ -187,12 +187,16 @@ def test_compliance_cannot_open_other_admin_pages(compliance_client, path):
     assert get(compliance_client, path).status_code in (403, 404)
 
 
-def test_the_admin_index_shows_compliance_only_the_audit_log(compliance_client):
+def test_the_admin_index_shows_compliance_only_the_audit_log_and_legal_holds(compliance_client):
     response = get(compliance_client, "/admin/")
 
     assert response.status_code == 200
-    apps = {app["app_label"] for app in response.context["app_list"]}
-    assert apps == {"audit"}
+    models = {
+        (app["app_label"], model["object_name"])
+        for app in response.context["app_list"]
+        for model in app["models"]
+    }
+    assert models == {("audit", "AuditEvent"), ("accounts", "LegalHold")}
 
 
 def test_an_employee_cannot_open_the_admin(employee):

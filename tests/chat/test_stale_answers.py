@@ -26,11 +26,11 @@ def _stall_timeout(settings):
 def streaming_answer(user, *, age_seconds: float, content: str = "") -> Message:
     """An answer still marked as being written, started ``age_seconds`` ago."""
     turn = services.start_turn(actor=user, conversation_id=None, content="q", model_name="m")
-    Message.objects.filter(pk=turn.answer.pk).update(
-        content=content,
-        created_at=timezone.now() - datetime.timedelta(seconds=age_seconds),
-    )
-    return turn.answer
+    answer = turn.answer
+    answer.content = content
+    answer.created_at = timezone.now() - datetime.timedelta(seconds=age_seconds)
+    answer.save(update_fields=["content", "created_at"])
+    return answer
 
 
 def failures() -> list[AuditEvent]:

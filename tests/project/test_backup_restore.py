@@ -163,8 +163,10 @@ def test_the_key_archive_is_a_separate_file_readable_by_its_owner_only(
         f"keys/{SECRET_KEY_FILE}",
         f"keys/{CHAT_KEYRING_FILE}",
         f"keys/{AUDIT_HMAC_KEY_FILE}",
+        f"data-keys/{conversation.user_id}/conversation-{conversation.pk}",
     }
     assert "Store the key archive apart from the database archive" in output
+    assert "and 1 data keys" in output
 
 
 def test_a_key_from_the_environment_is_left_out_and_the_output_says_to_back_it_up_there(

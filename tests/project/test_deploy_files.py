@@ -34,6 +34,8 @@ WEB_UNIT = SYSTEMD_DIR / "llm-chat-web.service"
 WORKER_UNIT = SYSTEMD_DIR / "llm-chat-worker@.service"
 SYNC_DIRECTORY_UNIT = SYSTEMD_DIR / "llm-chat-sync-directory.service"
 SYNC_DIRECTORY_TIMER = SYSTEMD_DIR / "llm-chat-sync-directory.timer"
+RETENTION_UNIT = SYSTEMD_DIR / "llm-chat-retention.service"
+RETENTION_TIMER = SYSTEMD_DIR / "llm-chat-retention.timer"
 ENV_EXAMPLE = SYSTEMD_DIR / "llm-chat.env.example"
 NGINX_CONF = REPO / "deploy" / "nginx" / "llm-chat.conf"
 SETTINGS_FILE = REPO / "project" / "settings.py"
@@ -253,7 +255,9 @@ HARDENING = {
 
 
 @pytest.mark.parametrize(
-    "unit", [WEB_UNIT, WORKER_UNIT, SYNC_DIRECTORY_UNIT], ids=lambda path: path.name
+    "unit",
+    [WEB_UNIT, WORKER_UNIT, SYNC_DIRECTORY_UNIT, RETENTION_UNIT],
+    ids=lambda path: path.name,
 )
 def test_the_unit_is_hardened(unit):
     directives = unit_directives(unit)
@@ -293,6 +297,16 @@ def test_the_directory_sync_runs_every_15_minutes_as_a_oneshot():
     assert service["ExecStart"] == ["/opt/llm-chat/.venv/bin/python manage.py sync_directory"]
     assert timer["OnCalendar"] == ["*:0/15"]
     assert timer["Unit"] == [SYNC_DIRECTORY_UNIT.name]
+
+
+def test_retention_runs_daily_as_a_oneshot_of_apply_retention():
+    service, timer = unit_directives(RETENTION_UNIT), unit_directives(RETENTION_TIMER)
+
+    assert service["Type"] == ["oneshot"]
+    assert service["ExecStart"] == ["/opt/llm-chat/.venv/bin/python manage.py apply_retention"]
+    assert service["PrivateDevices"] == ["yes"]
+    assert timer["Unit"] == [RETENTION_UNIT.name]
+    assert timer["OnCalendar"] == ["*-*-* 03:30:00"]
     assert timer["Persistent"] == ["yes"]
 
 
@@ -302,7 +316,14 @@ SYSTEMD_ANALYZE_HINT = "`make test` installs it; or run 'apt-get install systemd
 def test_systemd_accepts_the_units(tmp_path):
     require_tool("systemd-analyze", SYSTEMD_ANALYZE_HINT)
     # verify checks that ExecStart's program exists: point it at this checkout.
-    for unit in (WEB_UNIT, WORKER_UNIT, SYNC_DIRECTORY_UNIT, SYNC_DIRECTORY_TIMER):
+    for unit in (
+        WEB_UNIT,
+        WORKER_UNIT,
+        SYNC_DIRECTORY_UNIT,
+        SYNC_DIRECTORY_TIMER,
+        RETENTION_UNIT,
+        RETENTION_TIMER,
+    ):
         text = unit.read_text(encoding="utf-8")
         text = text.replace("/opt/llm-chat/.venv/bin/python", sys.executable)
         (tmp_path / unit.name).write_text(text.replace("/opt/llm-chat", str(REPO)))
@@ -316,6 +337,8 @@ def test_systemd_accepts_the_units(tmp_path):
             "./llm-chat-worker@0.service",
             f"./{SYNC_DIRECTORY_UNIT.name}",
             f"./{SYNC_DIRECTORY_TIMER.name}",
+            "./llm-chat-retention.service",
+            "./llm-chat-retention.timer",
         ],
         cwd=tmp_path,
         capture_output=True,

@@ -177,3 +177,41 @@ def test_an_embedded_site_comes_back_onto_a_fresh_installation_with_other_keys(t
     assert "Restore complete" in output
     assert stored_conversations(env) == expected_conversations()
     assert "the audit chain is intact" in manage("audit_verify", env=env)
+
+
+def test_a_user_erased_after_a_backup_stays_erased_when_that_backup_is_restored(
+    tmp_path, postgres_server_url
+):
+    with throwaway_database(postgres_server_url) as database_url:
+        var_dir = tmp_path / "var"
+        env = site_environment(var_dir, DATABASE_URL=database_url)
+        prepare(env)
+        database, _keys = back_up(env, tmp_path)
+
+        erased = manage("erase_user", "alice", "--reason", "erasure request 2026-118", env=env)
+        assert "Erased alice: 2 conversations, 4 messages; destroyed 2 data keys" in erased
+
+        # The database is lost; the old backup comes back into an empty one, with the keys
+        # (and the key store) of today.
+        name = urlsplit(database_url).path.lstrip("/")
+        with psycopg.connect(postgres_server_url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        output = manage("restore", str(database), env=env)
+
+        assert "Restore complete" in output
+        assert "Erasure check: 2 conversations of 1 users show as erased" in output
+        restored = stored_conversations(env)
+        assert restored["alice"] == [["(erased)", "(erased)"], ["(erased)", "(erased)"]]
+        assert restored["bob"] == expected_conversations()["bob"]
+        assert "Globex" not in json.dumps(restored)
+        assert "the audit chain is intact" in manage("audit_verify", env=env)
+
+        # The key store noted the erasure: the restored rows and account go too.
+        reapplied = manage("reapply_erasures", env=env)
+        assert "Erasures re-applied: 1 users." in reapplied
+        restored = stored_conversations(env)
+        assert "alice" not in restored
+        assert [turns for user, turns in restored.items() if user.startswith("erased-")] == [[]]
+        assert restored["bob"] == expected_conversations()["bob"]
+        assert "the audit chain is intact" in manage("audit_verify", env=env)

@@ -64,9 +64,10 @@ def test_an_answer_streams_end_to_end_through_a_separate_worker(production, paul
     assert "Paris" in text
     status, stored = stored_answer(production, frames[0]["message"])
     assert status == "complete"
-    # Stored encrypted: the raw column is a Fernet token, not the text.
+    # Stored sealed under the conversation's data key (which the worker process found in the
+    # shared key store): a Fernet token, not the text.
     assert "Paris" not in stored
-    assert stored.startswith("gAAAA")
+    assert stored.startswith("dk1:") and ":conversation-" in stored
 
 
 def test_two_users_asking_at_once_both_get_answers(production, paula):

@@ -6,7 +6,7 @@ from django.db.models.functions import Cast
 
 from audit.key_rotation import keep_only_newest
 from audit.log import record
-from core import crypto
+from core import crypto, datakeys
 from core.keys import (
     CHAT_KEYRING_FILE,
     KeyFileError,
@@ -31,7 +31,7 @@ class Command(BaseCommand):
         "Rotate the chat keyring (var/keys/chat_keyring or CHAT_ENCRYPTION_KEYS), in three "
         "runs with restarts between them: --add-key puts a new key first; then, once every "
         "process has restarted, a run without options re-encrypts every encrypted column (conversation "
-        "titles, messages, authenticator keys, ...) under the first key, in batches of 500 rows (safe to interrupt "
+        "titles, messages, authenticator keys, ...) and rewraps every per-user data key under the first key, in batches of 500 rows (safe to interrupt "
         "and run again); --drop-old then removes the older keys, after checking that no row "
         "still needs them."
     )
@@ -99,18 +99,20 @@ class Command(BaseCommand):
         totals = {
             label: self._rotate(model, field) for model, field, label in crypto.encrypted_columns()
         }
+        rewrapped = datakeys.rewrap_all()
         record(
             "keys.rotated",
             kind=KIND,
             step="re_encrypt",
             new_key_id=_id(settings.CHAT_KEYRING[0]),
             rows=totals,
+            data_key_count=rewrapped,
         )
         self.stdout.write(
             self.style.SUCCESS(
                 f"Re-encrypted under the newest key {_id(settings.CHAT_KEYRING[0])}: "
                 + ", ".join(f"{count} {label.replace('_', ' ')}" for label, count in totals.items())
-                + "."
+                + f"; rewrapped {rewrapped} data keys."
             )
         )
         self.stdout.write(
@@ -127,6 +129,8 @@ class Command(BaseCommand):
             for model, field, label in crypto.encrypted_columns()
             if (count := self._rows_not_under(newest, model, field))
         }
+        if unwrapped := datakeys.count_not_wrapped_under(newest):
+            pending["data keys"] = unwrapped
         if pending:
             listed = ", ".join(
                 f"{count} {label.replace('_', ' ')}" for label, count in pending.items()
@@ -148,14 +152,17 @@ class Command(BaseCommand):
 
     @staticmethod
     def _rotate(model, field: str) -> int:
-        """Load (decrypting with any key of the ring) and save (encrypting with the first)."""
+        """Load (decrypting with any key of the ring) and save (encrypting with the first, or
+        sealing under the row's data key: what older versions left under the keyring moves)."""
+        related = model._meta.get_field(field).key_related
         done = 0
         last_pk = None
         while True:
             rows = model.objects.order_by("pk")
             if last_pk is not None:
                 rows = rows.filter(pk__gt=last_pk)
-            batch = list(rows.only("pk", field)[:BATCH])
+            rows = rows.select_related(*related) if related else rows.only("pk", field)
+            batch = list(rows[:BATCH])
             if not batch:
                 return done
             with transaction.atomic():
@@ -166,7 +173,8 @@ class Command(BaseCommand):
 
     @staticmethod
     def _rows_not_under(newest: Fernet, model, field: str) -> int:
-        """How many stored values the newest key alone cannot decrypt."""
+        """How many stored values the newest key alone cannot decrypt (values sealed under a
+        data key do not need the keyring; their wrapped keys are counted apart)."""
         # Cast to a plain text column: the stored token, without the field's decryption.
         tokens = model.objects.order_by("pk").annotate(
             stored=Cast(field, output_field=models.TextField())
@@ -179,7 +187,7 @@ class Command(BaseCommand):
             if not batch:
                 return pending
             for _, token in batch:
-                if token is None:
+                if token is None or datakeys.is_sealed(token):
                     continue
                 try:
                     newest.decrypt(token.encode("ascii"))

@@ -52,7 +52,10 @@ class Command(BaseCommand):
         if result.key_archive is not None:
             archives.append(result.key_archive)
             self.stdout.write(
-                f"Key archive: {result.key_archive} ({', '.join(result.key_files)}; mode 0600)."
+                f"Key archive: {result.key_archive} ({', '.join(result.key_files)} and "
+                f"{result.data_key_count} data keys; mode 0600). Keep it briefly: an erased "
+                "user's or conversation's data key lives on in every key archive made before "
+                "the erasure."
             )
         elif no_keys:
             self.stdout.write(
