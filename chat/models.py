@@ -61,3 +61,18 @@ class Message(models.Model):
 
     def __str__(self):
         return f"{self.role} message {self.id} ({self.status})"
+
+
+class AnswerSources(models.Model):
+    """The document passages an answer was given (chat.retrieval), kept with it."""
+
+    answer = models.OneToOneField(
+        Message, on_delete=models.CASCADE, primary_key=True, related_name="sources"
+    )
+    citations = EncryptedTextField(help_text="JSON, encrypted with the chat keyring.")
+
+    class Meta:
+        verbose_name_plural = "answer sources"
+
+    def __str__(self):
+        return f"sources of {self.answer_id}"

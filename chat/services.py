@@ -10,7 +10,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.log import record
-from chat.models import Conversation, Message
+from chat import retrieval
+from chat.models import AnswerSources, Conversation, Message
 from core.labels import one_line_label
 
 TITLE_MAX = 80
@@ -104,9 +105,18 @@ class GenerationInProgress(Exception):
 
 
 @transaction.atomic
-def start_turn(*, actor, conversation_id, content: str, model_name: str, scope=None) -> Turn:
+def start_turn(
+    *,
+    actor,
+    conversation_id,
+    content: str,
+    model_name: str,
+    scope=None,
+    citations: list[dict] | None = None,
+) -> Turn:
     """Store the user's message and an empty answer to be streamed into; returns what the
-    model needs to answer."""
+    model needs to answer. ``citations`` (chat.retrieval) are stored with the answer and put
+    before the question, quoted, in what the model reads."""
     new = conversation_id is None
     if new:
         conversation = Conversation.objects.create(user=actor, title=title_from(content))
@@ -134,7 +144,27 @@ def start_turn(*, actor, conversation_id, content: str, model_name: str, scope=N
         content_length=len(content),
         message_id=str(question.pk),
     )
-    return Turn(conversation, question, answer, history(conversation), new)
+    turns = history(conversation)
+    if citations:
+        AnswerSources.objects.create(answer=answer, citations=json.dumps(citations))
+        record(
+            "retrieval",
+            actor=actor,
+            scope=scope,
+            target=conversation,
+            message_id=str(answer.pk),
+            document_ids=sorted({c["document"] for c in citations}),
+            passage_count=len(citations),
+        )
+        turns[-1] = {"role": "user", "content": retrieval.with_excerpts(content, citations)}
+    return Turn(conversation, question, answer, turns, new)
+
+
+def citations_of(message: Message) -> list[dict]:
+    try:
+        return json.loads(message.sources.citations)
+    except AnswerSources.DoesNotExist:
+        return []
 
 
 FINISH_STATUS = {
@@ -237,6 +267,13 @@ def _as_markdown(conversation: Conversation, messages) -> str:
             else f" — {message.get_status_display()}"
         )
         lines += [f"## {who}, {stamp}{note}", "", message.content, ""]
+        citations = citations_of(message)
+        for number, citation in enumerate(citations, start=1):
+            page = f", page {citation['page']}" if citation.get("page") else ""
+            quote = " ".join(citation["quote"].split())
+            lines.append(f"> [{number}] {citation['name']}{page}: {quote}")
+        if citations:
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -251,6 +288,7 @@ def message_as_dict(message: Message) -> dict:
         "created_at": message.created_at.isoformat(),
         "prompt_tokens": message.prompt_tokens,
         "completion_tokens": message.completion_tokens,
+        "citations": citations_of(message),
     }
 
 
@@ -277,7 +315,7 @@ EXPORT_FORMATS = {
 def export(*, actor, conversation: Conversation, export_format: str, request=None):
     """(content type, body) of the conversation as Markdown or JSON; recorded."""
     content_type, render = EXPORT_FORMATS[export_format]
-    messages = list(conversation.messages.order_by("created_at"))
+    messages = list(conversation.messages.select_related("sources").order_by("created_at"))
     record(
         "conversation.exported",
         actor=actor,
