@@ -7,20 +7,33 @@ import core.crypto
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('chat', '0001_conversations'),
+        ("chat", "0001_conversations"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AnswerSources',
+            name="AnswerSources",
             fields=[
-                ('answer', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='sources', serialize=False, to='chat.message')),
-                ('citations', core.crypto.EncryptedTextField(help_text='JSON, encrypted with the chat keyring.')),
+                (
+                    "answer",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="sources",
+                        serialize=False,
+                        to="chat.message",
+                    ),
+                ),
+                (
+                    "citations",
+                    core.crypto.EncryptedTextField(
+                        help_text="JSON, encrypted with the chat keyring."
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'answer sources',
+                "verbose_name_plural": "answer sources",
             },
         ),
     ]

@@ -11,99 +11,223 @@ import core.crypto
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('auth', '0012_alter_user_first_name_max_length'),
+        ("auth", "0012_alter_user_first_name_max_length"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Document',
+            name="Document",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('name', core.crypto.EncryptedTextField(help_text='Encrypted with the chat keyring.')),
-                ('kind', models.CharField(help_text='Decided from the content, not the name.', max_length=16)),
-                ('size', models.PositiveBigIntegerField()),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('indexing', 'Indexing'), ('ready', 'Ready'), ('failed', 'Failed')], default='queued', max_length=16)),
-                ('progress', models.PositiveSmallIntegerField(default=0)),
-                ('failure_reason', models.CharField(blank=True, max_length=300)),
-                ('pages', models.PositiveIntegerField(blank=True, null=True)),
-                ('embedding_model', models.CharField(blank=True, max_length=200)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('lease_until', models.DateTimeField(blank=True, db_index=True, null=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('indexed_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.UUIDField(
+                        default=uuid.uuid4, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                (
+                    "name",
+                    core.crypto.EncryptedTextField(help_text="Encrypted with the chat keyring."),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        help_text="Decided from the content, not the name.", max_length=16
+                    ),
+                ),
+                ("size", models.PositiveBigIntegerField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("indexing", "Indexing"),
+                            ("ready", "Ready"),
+                            ("failed", "Failed"),
+                        ],
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                ("progress", models.PositiveSmallIntegerField(default=0)),
+                ("failure_reason", models.CharField(blank=True, max_length=300)),
+                ("pages", models.PositiveIntegerField(blank=True, null=True)),
+                ("embedding_model", models.CharField(blank=True, max_length=200)),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("lease_until", models.DateTimeField(blank=True, db_index=True, null=True)),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
+                ),
+                ("indexed_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='Collection',
+            name="Collection",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('name', models.CharField(max_length=120, unique=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('owner_group', models.ForeignKey(help_text='Its members may read the collection and add documents to it.', on_delete=django.db.models.deletion.PROTECT, related_name='owned_collections', to='auth.group')),
+                (
+                    "id",
+                    models.UUIDField(
+                        default=uuid.uuid4, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                ("name", models.CharField(max_length=120, unique=True)),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
+                ),
+                (
+                    "owner_group",
+                    models.ForeignKey(
+                        help_text="Its members may read the collection and add documents to it.",
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="owned_collections",
+                        to="auth.group",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='DocumentFile',
+            name="DocumentFile",
             fields=[
-                ('document', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='file', serialize=False, to='documents.document')),
-                ('data', core.crypto.EncryptedTextField(help_text='Base64 of the file, encrypted with the chat keyring.')),
+                (
+                    "document",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="file",
+                        serialize=False,
+                        to="documents.document",
+                    ),
+                ),
+                (
+                    "data",
+                    core.crypto.EncryptedTextField(
+                        help_text="Base64 of the file, encrypted with the chat keyring."
+                    ),
+                ),
             ],
         ),
         migrations.AddField(
-            model_name='document',
-            name='collection',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='documents', to='documents.collection'),
+            model_name="document",
+            name="collection",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="documents",
+                to="documents.collection",
+            ),
         ),
         migrations.AddField(
-            model_name='document',
-            name='owner',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='documents', to=settings.AUTH_USER_MODEL),
+            model_name="document",
+            name="owner",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="documents",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.CreateModel(
-            name='Chunk',
+            name="Chunk",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveIntegerField()),
-                ('page', models.PositiveIntegerField(blank=True, null=True)),
-                ('passage', core.crypto.EncryptedTextField(help_text="The passage's text, encrypted.")),
-                ('vector', core.crypto.EncryptedTextField(help_text='Base64 of float32 values, encrypted.')),
-                ('embedding_model', models.CharField(max_length=200)),
-                ('document', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='chunks', to='documents.document')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("position", models.PositiveIntegerField()),
+                ("page", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "passage",
+                    core.crypto.EncryptedTextField(help_text="The passage's text, encrypted."),
+                ),
+                (
+                    "vector",
+                    core.crypto.EncryptedTextField(
+                        help_text="Base64 of float32 values, encrypted."
+                    ),
+                ),
+                ("embedding_model", models.CharField(max_length=200)),
+                (
+                    "document",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="chunks",
+                        to="documents.document",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['document', 'position'],
+                "ordering": ["document", "position"],
             },
         ),
         migrations.CreateModel(
-            name='CollectionGrant',
+            name="CollectionGrant",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('can_read', models.BooleanField(default=True, help_text='Members may ask questions about it.')),
-                ('can_add', models.BooleanField(default=False, help_text='Members may upload documents to it.')),
-                ('collection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='grants', to='documents.collection')),
-                ('group', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='collection_grants', to='auth.group')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "can_read",
+                    models.BooleanField(
+                        default=True, help_text="Members may ask questions about it."
+                    ),
+                ),
+                (
+                    "can_add",
+                    models.BooleanField(
+                        default=False, help_text="Members may upload documents to it."
+                    ),
+                ),
+                (
+                    "collection",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="grants",
+                        to="documents.collection",
+                    ),
+                ),
+                (
+                    "group",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="collection_grants",
+                        to="auth.group",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('collection', 'group'), name='one_grant_per_group')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("collection", "group"), name="one_grant_per_group"
+                    )
+                ],
             },
         ),
         migrations.AddIndex(
-            model_name='document',
-            index=models.Index(fields=['status', 'created_at'], name='documents_d_status_64808e_idx'),
+            model_name="document",
+            index=models.Index(
+                fields=["status", "created_at"], name="documents_d_status_64808e_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='chunk',
-            index=models.Index(fields=['document', 'embedding_model'], name='documents_c_documen_cf5428_idx'),
+            model_name="chunk",
+            index=models.Index(
+                fields=["document", "embedding_model"], name="documents_c_documen_cf5428_idx"
+            ),
         ),
     ]
