@@ -31,8 +31,6 @@ from documents.models import Chunk, Document, DocumentFile
 
 logger = logging.getLogger(__name__)
 
-# A claim lasts this long unless renewed; extraction alone may take up to WALL_SECONDS (90).
-LEASE_SECONDS = 120
 MAX_ATTEMPTS = 3
 INTERRUPTED = (
     "Indexing was interrupted three times (a server restarted or ran out of memory); "
@@ -46,7 +44,7 @@ class _Gone(Exception):
 
 
 def _lease() -> datetime.datetime:
-    return timezone.now() + datetime.timedelta(seconds=LEASE_SECONDS)
+    return timezone.now() + datetime.timedelta(seconds=settings.DOCUMENTS_LEASE_SECONDS)
 
 
 def claim(worker: str) -> Document | None:

@@ -411,6 +411,9 @@ DOCUMENTS_MAX_BYTES_PER_USER = env_int(
 # Index uploaded documents in a thread of the web process (the embedded profile); otherwise
 # run `manage.py index_documents` workers.
 DOCUMENTS_INDEX_IN_WEB = env_bool("DOCUMENTS_INDEX_IN_WEB", not env_str("REDIS_URL"))
+# An indexing worker renews its hold on a document this often; a worker silent for this long
+# has died, and another takes the document over. Longer than extraction's 90-second limit.
+DOCUMENTS_LEASE_SECONDS = env_int("DOCUMENTS_LEASE_SECONDS", 120, minimum=5)
 # Decrypted vectors kept in memory per process for search: 200,000 passages take 300 MB.
 DOCUMENTS_VECTOR_CACHE_CHUNKS = env_int("DOCUMENTS_VECTOR_CACHE_CHUNKS", 200_000, minimum=0)
 # Passages given to the model per question, and the least cosine similarity one needs:
