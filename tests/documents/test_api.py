@@ -5,8 +5,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from audit.models import AuditEvent
+from documents import services
 from documents.indexing import run_pending
-from documents.models import Chunk, Document
+from documents.models import Chunk, Document, DocumentFile
 from tests.documents import files
 from tests.support.personas import login_2fa
 
@@ -116,3 +117,45 @@ def test_delete_removes_the_document_and_everything_from_it(alice_client):
     assert not Document.objects.exists() and not Chunk.objects.exists()
     assert alice_client.get(f"{URL}/{body['id']}").status_code == 404
     assert AuditEvent.objects.filter(action="document.deleted").exists()
+
+
+def test_deleting_an_account_deletes_its_documents_and_everything_from_them(employee):
+    services.upload(actor=employee, name="a.md", data=b"# Notes\n\n- one\n- two\n")
+    run_pending()
+    assert Chunk.objects.exists()
+
+    employee.delete()
+
+    assert not Document.objects.exists() and not Chunk.objects.exists()
+    assert not DocumentFile.objects.exists()
+
+
+def test_deleting_a_collection_deletes_its_documents(employee, admin_user):
+    from django.contrib.auth.models import Group
+
+    legal = Group.objects.create(name="Legal")
+    collection = services.create_collection(actor=admin_user, name="Contracts", owner_group=legal)
+    services.upload(actor=employee, name="c.txt", data=b"Clause one.", collection=collection)
+    run_pending()
+
+    services.delete_collection(actor=admin_user, collection=collection)
+
+    assert not Document.objects.exists() and not Chunk.objects.exists()
+    assert AuditEvent.objects.filter(action="collection.deleted").exists()
+
+
+def test_a_member_of_a_group_with_add_rights_uploads_to_its_collection(
+    alice_client, employee, other_employee, admin_user
+):
+    from django.contrib.auth.models import Group
+
+    legal = Group.objects.create(name="Legal")
+    collection = services.create_collection(actor=admin_user, name="Contracts", owner_group=legal)
+    refused = _upload(alice_client, "c.txt", b"Clause one.", collection=str(collection.pk))
+    assert refused.status_code == 404
+
+    employee.groups.add(legal)
+    added = _upload(alice_client, "c.txt", b"Clause one.", collection=str(collection.pk))
+    assert added.status_code == 201 and added.json()["collection"] == str(collection.pk)
+    bob = _signed_in(other_employee)
+    assert bob.get(f"{URL}/{added.json()['id']}").status_code == 404
