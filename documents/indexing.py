@@ -32,6 +32,7 @@ from documents.models import Chunk, Document, DocumentFile
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
+RETRY_OUTDATED_AFTER = datetime.timedelta(days=1)
 INTERRUPTED = (
     "Indexing was interrupted three times (a server restarted or ran out of memory); "
     "upload the file again, and tell your IT team if it keeps happening."
@@ -47,24 +48,42 @@ def _lease() -> datetime.datetime:
     return timezone.now() + datetime.timedelta(seconds=settings.DOCUMENTS_LEASE_SECONDS)
 
 
+def _free(now):
+    return Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+
+
 def claim(worker: str) -> Document | None:
-    """The next document to index, held for this worker; None when there is none."""
+    """The next document to index, held for this worker; None when there is none.
+
+    Queued documents first, then those whose worker died, then ready documents indexed with
+    another embedding model than the current one: those are indexed again in the background
+    and stay ``ready`` meanwhile, their old passages replaced only once the new ones are
+    complete."""
     now = timezone.now()
     waiting = Q(status=Document.Status.QUEUED) | Q(
         status=Document.Status.INDEXING, lease_until__lt=now
     )
-    for candidate in Document.objects.filter(waiting).order_by("created_at")[:10]:
-        if candidate.attempts >= MAX_ATTEMPTS:
+    outdated = Q(status=Document.Status.READY) & ~Q(embedding_model=EMBEDDING_MODEL_NAME)
+    candidates = [
+        *Document.objects.filter(waiting).order_by("created_at")[:10],
+        *Document.objects.filter(outdated & _free(now)).order_by("created_at")[:10],
+    ]
+    for candidate in candidates:
+        if candidate.attempts >= MAX_ATTEMPTS and candidate.status != Document.Status.READY:
             _fail(candidate, INTERRUPTED, expected_lease=candidate.lease_until)
             continue
+        if candidate.status == Document.Status.READY:
+            changes = {"lease_until": _lease(), "attempts": 1}
+        else:
+            changes = {
+                "lease_until": _lease(),
+                "attempts": F("attempts") + 1,
+                "status": Document.Status.INDEXING,
+                "progress": 0,
+            }
         taken = Document.objects.filter(
             pk=candidate.pk, status=candidate.status, lease_until=candidate.lease_until
-        ).update(
-            status=Document.Status.INDEXING,
-            progress=0,
-            lease_until=_lease(),
-            attempts=F("attempts") + 1,
-        )
+        ).update(**changes)
         if taken:
             candidate.refresh_from_db()
             logger.info("indexing %s (attempt %s) in %s", candidate.pk, candidate.attempts, worker)
@@ -74,14 +93,19 @@ def claim(worker: str) -> Document | None:
 
 def _renew(document: Document, progress: int) -> None:
     lease = _lease()
-    if not Document.objects.filter(
-        pk=document.pk, status=Document.Status.INDEXING, lease_until=document.lease_until
-    ).update(progress=progress, lease_until=lease):
+    if not Document.objects.filter(pk=document.pk, lease_until=document.lease_until).update(
+        progress=progress, lease_until=lease
+    ):
         raise _Gone
     document.lease_until, document.progress = lease, progress
 
 
 def _fail(document: Document, reason: str, *, expected_lease) -> None:
+    if document.status == Document.Status.READY:
+        # Indexing again for a new embedding model failed: the document keeps its old index.
+        Document.objects.filter(pk=document.pk, lease_until=expected_lease).update(lease_until=None)
+        logger.warning("indexing %s again failed: %s", document.pk, reason)
+        return
     with transaction.atomic():
         if Document.objects.filter(pk=document.pk, lease_until=expected_lease).update(
             status=Document.Status.FAILED, failure_reason=reason[:300], lease_until=None
@@ -127,7 +151,7 @@ def _store(document: Document, rows, pages) -> None:
         # Still ours, and not deleted: then the old index is replaced at once, never mixed.
         current = (
             Document.objects.select_for_update()
-            .filter(pk=document.pk, status=Document.Status.INDEXING)
+            .filter(pk=document.pk, status__in=[Document.Status.INDEXING, Document.Status.READY])
             .first()
         )
         if current is None or current.lease_until != document.lease_until:

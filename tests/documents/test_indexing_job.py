@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from documents import indexing, services
+from documents.embedding import EMBEDDING_MODEL_NAME
 from documents.models import Chunk, Document
 
 pytestmark = pytest.mark.django_db
@@ -72,3 +73,22 @@ def test_the_worker_command_indexes_what_waits(employee):
     call_command("index_documents", "--once")
 
     assert Document.objects.get().status == "ready"
+
+
+def test_a_new_embedding_model_reindexes_in_the_background_and_stays_ready(employee):
+    document = services.upload(actor=employee, name="a.txt", data=b"Parking is on level 3.")
+    indexing.run_pending()
+    # As if indexed by an earlier model: its passages are replaced only when the new are done.
+    Document.objects.filter(pk=document.pk).update(embedding_model="an-older-model")
+    Chunk.objects.filter(document=document).update(embedding_model="an-older-model")
+
+    claimed = indexing.claim("worker")
+    assert claimed.pk == document.pk
+    assert Document.objects.get(pk=document.pk).status == "ready"
+    assert set(Chunk.objects.values_list("embedding_model", flat=True)) == {"an-older-model"}
+    indexing.index(claimed)
+
+    document.refresh_from_db()
+    assert (document.status, document.embedding_model) == ("ready", EMBEDDING_MODEL_NAME)
+    assert set(Chunk.objects.values_list("embedding_model", flat=True)) == {EMBEDDING_MODEL_NAME}
+    assert indexing.claim("worker") is None
