@@ -19,7 +19,7 @@ from django.db.models import Q, Sum
 from audit.log import record
 from core.labels import one_line_label
 from documents import vectors
-from documents.extraction import KINDS, detect_kind
+from documents.extraction import detect_kind
 from documents.models import Collection, CollectionGrant, Document, DocumentFile
 
 logger = logging.getLogger(__name__)
@@ -266,7 +266,3 @@ def delete_collection(*, actor, collection, request=None) -> None:
         record("collection.deleted", actor=actor, request=request, target=collection)
         collection.delete()
     _forget_deleted_pages()
-
-
-def kind_label(kind: str) -> str:
-    return KINDS.get(kind, kind)

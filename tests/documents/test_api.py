@@ -159,3 +159,13 @@ def test_a_member_of_a_group_with_add_rights_uploads_to_its_collection(
     assert added.status_code == 201 and added.json()["collection"] == str(collection.pk)
     bob = _signed_in(other_employee)
     assert bob.get(f"{URL}/{added.json()['id']}").status_code == 404
+
+
+def test_erasing_a_user_deletes_each_document_with_its_own_event(employee, admin_user):
+    services.upload(actor=employee, name="a.txt", data=b"One.")
+    services.upload(actor=employee, name="b.txt", data=b"Two.")
+
+    assert services.delete_all_of(actor=admin_user, user=employee) == 2
+
+    assert not Document.objects.exists() and not DocumentFile.objects.exists()
+    assert AuditEvent.objects.filter(action="document.deleted").count() == 2
