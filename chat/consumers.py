@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from accounts.roles import may_chat
 from accounts.websocket import REFUSAL_HOLDER, VerifiedSessionConsumer
 from audit.log import record_probe
-from chat import protocol, services
+from chat import protocol, retrieval, services
 from chat.inference import messages, registry
 from chat.inference.worker import ensure_embedded_worker
 from core import metrics
@@ -87,6 +87,8 @@ class Stream:
     stop_requested: bool = False
     # When the worker was first found missing from the registry (None: it is listed).
     missing_since: float | None = None
+    # The document passages the answer was given (chat.retrieval), for chat.done.
+    citations: list[dict] = field(default_factory=list)
 
 
 class ChatConsumer(VerifiedSessionConsumer):
@@ -175,12 +177,24 @@ class ChatConsumer(VerifiedSessionConsumer):
                 client_id,
             )
         try:
+            citations = await database_sync_to_async(retrieval.retrieve)(
+                self.user,
+                frame.content,
+                frame.sources,
+                max_chars=settings.RETRIEVAL_MAX_CHARS,
+            )
+        except retrieval.SourcesRefused as refused:
+            raise protocol.ProtocolError(
+                protocol.SOURCE_NOT_FOUND, str(refused), client_id
+            ) from None
+        try:
             turn = await database_sync_to_async(services.start_turn)(
                 actor=self.user,
                 conversation_id=frame.conversation,
                 content=frame.content,
                 model_name=workers[0].get("model", ""),
                 scope=self.scope,
+                citations=citations,
             )
         except services.ConversationNotFound:
             await database_sync_to_async(self._record_not_found)(frame.conversation)
@@ -200,6 +214,7 @@ class ChatConsumer(VerifiedSessionConsumer):
             message_id=str(turn.answer.pk),
             client_id=client_id,
             last_news=time.monotonic(),
+            citations=citations,
         )
         self.streams[request_id] = stream
         await self.send_json(
@@ -309,6 +324,7 @@ class ChatConsumer(VerifiedSessionConsumer):
                 message=stream.message_id,
                 finish_reason=event["finish_reason"],
                 usage=event.get("usage"),
+                citations=stream.citations,
             )
         )
 

@@ -136,3 +136,28 @@ class SupervisedAccess(models.Model):
     def has_ended(self, now=None) -> bool:
         now = now or timezone.now()
         return self.status == self.Status.APPROVED and self.ends_at <= now
+
+
+def _sources_key(sources) -> datakeys.KeyRef:
+    conversation = sources.answer.conversation
+    return datakeys.conversation_key(conversation.user_id, conversation.id)
+
+
+class AnswerSources(models.Model):
+    """The document passages an answer was given (chat.retrieval), kept with it."""
+
+    answer = models.OneToOneField(
+        Message, on_delete=models.CASCADE, primary_key=True, related_name="sources"
+    )
+    citations = EncryptedTextField(
+        help_text="JSON, encrypted under the conversation's data key.",
+        data_key=_sources_key,
+        key_related=("answer__conversation",),
+        creates_key=False,
+    )
+
+    class Meta:
+        verbose_name_plural = "answer sources"
+
+    def __str__(self):
+        return f"sources of {self.answer_id}"

@@ -7,11 +7,12 @@
 """
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 
 from chat.inference.params import SamplingParams
+from chat.retrieval import MAX_SOURCE_IDS, Sources
 from core.json_input import JSONInputError, parse_json
 
 # Stable error codes: the browser shows `detail`, and may act on `code`.
@@ -19,6 +20,7 @@ BAD_FRAME = "bad_frame"  # not JSON, not an object, wrong or missing fields
 TOO_LARGE = "too_large"  # frame or message over the size limit
 UNKNOWN_TYPE = "unknown_type"
 NOT_FOUND = "not_found"  # no such conversation of yours
+SOURCE_NOT_FOUND = "source_not_found"  # an attached document or collection you may not read
 BUSY = "busy"  # every worker's queue is full
 NO_WORKER = "no_worker"  # no inference worker is running, or every one failed to start
 LOADING = "loading"  # workers are running but still loading their model; nothing was saved
@@ -34,6 +36,7 @@ ERROR_CODES = frozenset(
         TOO_LARGE,
         UNKNOWN_TYPE,
         NOT_FOUND,
+        SOURCE_NOT_FOUND,
         BUSY,
         NO_WORKER,
         LOADING,
@@ -83,13 +86,17 @@ def chat_delta(*, message: str, text: str) -> dict:
     return {"type": "chat.delta", "message": message, "text": text}
 
 
-def chat_done(*, message: str, finish_reason: str, usage: dict | None = None) -> dict:
-    """The answer ended and is stored; ``finish_reason`` is stop, length, cancelled or error."""
+def chat_done(
+    *, message: str, finish_reason: str, usage: dict | None = None, citations: list | None = None
+) -> dict:
+    """The answer ended and is stored; ``finish_reason`` is stop, length, cancelled or error;
+    ``citations`` are the document passages the answer was given (chat.retrieval)."""
     return {
         "type": "chat.done",
         "message": message,
         "finish_reason": finish_reason,
         "usage": usage or {},
+        "citations": citations or [],
     }
 
 
@@ -100,6 +107,8 @@ class ChatSend:
     client_id: str
     # The sampling fields the browser set, checked by SamplingParams.from_frame().
     params: dict
+    # Documents and collections to answer from (chat.retrieval); empty when none.
+    sources: Sources = field(default_factory=Sources)
 
 
 @dataclass(frozen=True)
@@ -154,7 +163,7 @@ def parse(text: str | None) -> ChatSend | ChatStop:
 
 
 def _chat_send(frame: dict, client_id) -> ChatSend:
-    _fields(frame, {"conversation", "content", "client_id"}, {"params"}, client_id)
+    _fields(frame, {"conversation", "content", "client_id"}, {"params", "sources"}, client_id)
     if client_id is None:
         raise ProtocolError(BAD_FRAME, "`client_id` must be a string.")
     content = frame["content"]
@@ -173,4 +182,31 @@ def _chat_send(frame: dict, client_id) -> ChatSend:
         params = SamplingParams.from_frame(frame.get("params", {}))
     except ValueError as error:
         raise ProtocolError(BAD_FRAME, str(error), client_id) from None
-    return ChatSend(conversation, content, client_id, params)
+    return ChatSend(conversation, content, client_id, params, _sources(frame, client_id))
+
+
+def _sources(frame: dict, client_id) -> Sources:
+    """``sources: {documents: [ids], collections: [ids]}``, both lists optional."""
+    value = frame.get("sources")
+    if value is None:
+        return Sources()
+    if not isinstance(value, dict) or value.keys() - {"documents", "collections"}:
+        raise ProtocolError(
+            BAD_FRAME, "`sources` must look like {documents: [ids], collections: [ids]}.", client_id
+        )
+    lists = {}
+    for name in ("documents", "collections"):
+        ids = value.get(name, [])
+        if not isinstance(ids, list) or len(ids) > MAX_SOURCE_IDS:
+            raise ProtocolError(
+                BAD_FRAME,
+                f"`sources.{name}` must be a list of at most {MAX_SOURCE_IDS} ids.",
+                client_id,
+            )
+        try:
+            lists[name] = tuple(dict.fromkeys(str(uuid.UUID(i)) for i in ids))
+        except (ValueError, TypeError, AttributeError):
+            raise ProtocolError(
+                BAD_FRAME, f"`sources.{name}` must hold document or collection ids.", client_id
+            ) from None
+    return Sources(**lists)

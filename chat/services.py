@@ -11,7 +11,8 @@ from django.utils import timezone
 
 from accounts.erasure import ErasureRefused, refuse_if_held
 from audit.log import record
-from chat.models import Conversation, Message
+from chat import retrieval
+from chat.models import AnswerSources, Conversation, Message
 from core import datakeys
 from core.labels import one_line_label
 
@@ -106,9 +107,18 @@ class GenerationInProgress(Exception):
 
 
 @transaction.atomic
-def start_turn(*, actor, conversation_id, content: str, model_name: str, scope=None) -> Turn:
+def start_turn(
+    *,
+    actor,
+    conversation_id,
+    content: str,
+    model_name: str,
+    scope=None,
+    citations: list[dict] | None = None,
+) -> Turn:
     """Store the user's message and an empty answer to be streamed into; returns what the
-    model needs to answer."""
+    model needs to answer. ``citations`` (chat.retrieval) are stored with the answer and put
+    before the question, quoted, in what the model reads."""
     new = conversation_id is None
     if new:
         conversation = Conversation.objects.create(user=actor, title=title_from(content))
@@ -136,7 +146,27 @@ def start_turn(*, actor, conversation_id, content: str, model_name: str, scope=N
         content_length=len(content),
         message_id=str(question.pk),
     )
-    return Turn(conversation, question, answer, history(conversation), new)
+    turns = history(conversation)
+    if citations:
+        AnswerSources.objects.create(answer=answer, citations=json.dumps(citations))
+        record(
+            "retrieval",
+            actor=actor,
+            scope=scope,
+            target=conversation,
+            message_id=str(answer.pk),
+            document_ids=sorted({c["document"] for c in citations}),
+            passage_count=len(citations),
+        )
+        turns[-1] = {"role": "user", "content": retrieval.with_excerpts(content, citations)}
+    return Turn(conversation, question, answer, turns, new)
+
+
+def citations_of(message: Message) -> list[dict]:
+    try:
+        return json.loads(message.sources.citations)
+    except AnswerSources.DoesNotExist:
+        return []
 
 
 FINISH_STATUS = {
@@ -292,6 +322,13 @@ def _as_markdown(conversation: Conversation, messages) -> str:
             else f" — {message.get_status_display()}"
         )
         lines += [f"## {who}, {stamp}{note}", "", message.content, ""]
+        citations = citations_of(message)
+        for number, citation in enumerate(citations, start=1):
+            page = f", page {citation['page']}" if citation.get("page") else ""
+            quote = " ".join(citation["quote"].split())
+            lines.append(f"> [{number}] {citation['name']}{page}: {quote}")
+        if citations:
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -306,6 +343,7 @@ def message_as_dict(message: Message) -> dict:
         "created_at": message.created_at.isoformat(),
         "prompt_tokens": message.prompt_tokens,
         "completion_tokens": message.completion_tokens,
+        "citations": citations_of(message),
     }
 
 
@@ -332,7 +370,7 @@ EXPORT_FORMATS = {
 def export(*, actor, conversation: Conversation, export_format: str, request=None):
     """(content type, body) of the conversation as Markdown or JSON; recorded."""
     content_type, render = EXPORT_FORMATS[export_format]
-    messages = list(conversation.messages.order_by("created_at"))
+    messages = list(conversation.messages.select_related("sources").order_by("created_at"))
     record(
         "conversation.exported",
         actor=actor,

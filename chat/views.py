@@ -96,7 +96,8 @@ def conversation_detail(request, conversation_id):
             "id": str(conversation.pk),
             "title": conversation.title,
             "messages": [
-                services.message_as_dict(m) for m in conversation.messages.order_by("created_at")
+                services.message_as_dict(m)
+                for m in conversation.messages.select_related("sources").order_by("created_at")
             ],
         }
     )

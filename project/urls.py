@@ -12,6 +12,7 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("chat/", include("chat.urls")),
     path("supervision/", include("chat.supervision_urls")),
+    path("documents/", include("documents.urls")),
     # One way in: the admin's own sign-in page hands over to the two-step one.
     path(
         "admin/login/",

@@ -106,6 +106,7 @@ def test_the_browser_frames_have_their_documented_fields():
         "message": "m",
         "finish_reason": "error",
         "usage": {},
+        "citations": [],
     }
 
 
@@ -125,7 +126,7 @@ async def test_a_question_over_the_socket_gets_the_documented_frames(employee_cl
     started, *deltas, done = frames
     assert set(started) == {"type", "conversation", "message", "model", "client_id"}
     assert {frozenset(d) for d in deltas} == {frozenset({"type", "message", "text"})}
-    assert set(done) == {"type", "message", "finish_reason", "usage"}
+    assert set(done) == {"type", "message", "finish_reason", "usage", "citations"}
     assert done["finish_reason"] == "stop"
     assert done["usage"]["completion_tokens"] > 0
 

@@ -59,6 +59,7 @@ def test_an_answer_streams_end_to_end_through_a_separate_worker(production, paul
         "message": frames[0]["message"],
         "finish_reason": frames[-1]["finish_reason"],
         "usage": frames[-1]["usage"],
+        "citations": [],
     }
     assert frames[-1]["finish_reason"] in ("stop", "length")
     assert "Paris" in text

@@ -26,6 +26,12 @@ def display_host(bind: str) -> str:
     return f"[{address}]" if address.version == 6 else str(address)
 
 
+def ensure_indexing_thread() -> None:
+    from documents.indexing import ensure_indexing_thread as start
+
+    start()
+
+
 def ensure_embedded_worker_soon() -> None:
     from chat.inference.worker import ensure_embedded_worker
 
@@ -80,6 +86,8 @@ class Command(BaseCommand):
             self.stdout.flush()
             # The embedded worker starts loading the model now rather than at the first chat.
             asyncio.get_event_loop().call_soon(ensure_embedded_worker_soon)
+            # Documents waiting since before a restart are indexed without waiting for a visit.
+            ensure_indexing_thread()
 
         server = Server(
             application=get_default_application(),

@@ -2,6 +2,7 @@
 // Stop, and the error line above the box. A message over the character limit, or whose
 // frame would be larger than the server accepts, is refused here and never sent.
 
+import { selectedSources } from "./documents.js";
 import { announce, config, el, state } from "./page.js";
 import { scrollToEnd, updateEmptyState, userMessageNode } from "./messages.js";
 import { sendFrame } from "./socket.js";
@@ -95,12 +96,17 @@ function send() {
     return;
   }
   var clientId = newClientId();
-  var frame = JSON.stringify({
+  var message = {
     type: "chat.send",
     conversation: state.currentId,
     content: content,
     client_id: clientId,
-  });
+  };
+  var sources = selectedSources();
+  if (sources) {
+    message.sources = sources;
+  }
+  var frame = JSON.stringify(message);
   var frameBytes = utf8Length(frame);
   if (frameBytes > maxFrameBytes()) {
     showComposerError("Your message is too large to send: it takes "

@@ -7,6 +7,7 @@ import { announce, app } from "./page.js";
 import { initScrolling } from "./messages.js";
 import { initComposer, resizeInput, updateComposer } from "./composer.js";
 import { initCopy } from "./copy.js";
+import { initDocuments } from "./documents.js";
 import { initSidebar } from "./sidebar.js";
 import {
   conversationFromHash,
@@ -26,6 +27,7 @@ function start() {
   initScrolling();
   initCopy();
   initStatus();
+  initDocuments();
 
   resizeInput();
   updateComposer();

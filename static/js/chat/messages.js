@@ -3,6 +3,7 @@
 // RENDER_INTERVAL_MS, and keeping the view at the latest text while the user has not
 // scrolled away from it.
 
+import { showCitations } from "./documents.js";
 import { el, state } from "./page.js";
 import { renderMarkdownInto } from "./markdown.js";
 import { copyButton, isUuid, make } from "./util.js";
@@ -136,6 +137,7 @@ export function renderConversation(data) {
       showAssistant(node, live.text, "live");
     } else {
       showAssistant(node, String(message.content || ""), message.status);
+      showCitations(node, message.citations);
       needsRefresh = needsRefresh || message.status === "streaming";
     }
   });

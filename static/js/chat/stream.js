@@ -1,6 +1,7 @@
 // The answers arriving on the websocket: chat.started, chat.delta, chat.done and error
 // frames, and what becomes of answers and a pending send when the connection drops.
 
+import { showCitations } from "./documents.js";
 import { announce, el, state } from "./page.js";
 import {
   BADGES,
@@ -130,6 +131,7 @@ function onDone(frame) {
   var node = findMessage(id);
   if (node) {
     showAssistant(node, live.text, status);
+    showCitations(node, frame.citations);
     contentChanged();
     var spoken = node.querySelector(".message-body").textContent.trim();
     if (spoken.length > ANNOUNCE_MAX_CHARS) {

@@ -1,0 +1,238 @@
+"""The indexing job: text, passages and vectors of a queued document, off the request path.
+
+The document row is the job. A worker claims the oldest queued document (or one whose
+worker stopped renewing its lease: it died or was restarted) with a conditional UPDATE, so
+two workers never index the same document, and renews the lease while it works. Each claim
+counts as an attempt; a document that could not be finished in ``MAX_ATTEMPTS`` claims ends
+``failed`` with a reason instead of staying ``indexing`` forever. Nothing is lost when a
+process stops: the file is in the database until indexing is complete and after.
+
+The embedded profile runs one worker thread inside the web process
+(``ensure_indexing_thread``); the production profile runs ``manage.py index_documents``
+processes, any number, on any host that reaches the database.
+"""
+
+import base64
+import datetime
+import logging
+import threading
+
+from django.conf import settings
+from django.db import close_old_connections, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from audit.log import record
+from documents import vectors
+from documents.chunking import chunk_sections
+from documents.embedding import BATCH_SIZE, EMBEDDING_MODEL_NAME, embed_texts
+from documents.extraction import ExtractionFailed, extract
+from documents.models import Chunk, Document, DocumentFile
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+RETRY_OUTDATED_AFTER = datetime.timedelta(days=1)
+INTERRUPTED = (
+    "Indexing was interrupted three times (a server restarted or ran out of memory); "
+    "upload the file again, and tell your IT team if it keeps happening."
+)
+NO_TEXT = "No text was found in the file (a scanned PDF has only images); upload a text version."
+
+
+class _Gone(Exception):
+    """The document was deleted, or another worker took it over, while this one worked."""
+
+
+def _lease() -> datetime.datetime:
+    return timezone.now() + datetime.timedelta(seconds=settings.DOCUMENTS_LEASE_SECONDS)
+
+
+def _free(now):
+    return Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+
+
+def claim(worker: str) -> Document | None:
+    """The next document to index, held for this worker; None when there is none.
+
+    Queued documents first, then those whose worker died, then ready documents indexed with
+    another embedding model than the current one: those are indexed again in the background
+    and stay ``ready`` meanwhile, their old passages replaced only once the new ones are
+    complete."""
+    now = timezone.now()
+    waiting = Q(status=Document.Status.QUEUED) | Q(
+        status=Document.Status.INDEXING, lease_until__lt=now
+    )
+    outdated = Q(status=Document.Status.READY) & ~Q(embedding_model=EMBEDDING_MODEL_NAME)
+    candidates = [
+        *Document.objects.filter(waiting).order_by("created_at")[:10],
+        *Document.objects.filter(outdated & _free(now)).order_by("created_at")[:10],
+    ]
+    for candidate in candidates:
+        if candidate.attempts >= MAX_ATTEMPTS and candidate.status != Document.Status.READY:
+            _fail(candidate, INTERRUPTED, expected_lease=candidate.lease_until)
+            continue
+        if candidate.status == Document.Status.READY:
+            changes = {"lease_until": _lease(), "attempts": 1}
+        else:
+            changes = {
+                "lease_until": _lease(),
+                "attempts": F("attempts") + 1,
+                "status": Document.Status.INDEXING,
+                "progress": 0,
+            }
+        taken = Document.objects.filter(
+            pk=candidate.pk, status=candidate.status, lease_until=candidate.lease_until
+        ).update(**changes)
+        if taken:
+            candidate.refresh_from_db()
+            logger.info("indexing %s (attempt %s) in %s", candidate.pk, candidate.attempts, worker)
+            return candidate
+    return None
+
+
+def _renew(document: Document, progress: int) -> None:
+    lease = _lease()
+    if not Document.objects.filter(pk=document.pk, lease_until=document.lease_until).update(
+        progress=progress, lease_until=lease
+    ):
+        raise _Gone
+    document.lease_until, document.progress = lease, progress
+
+
+def _fail(document: Document, reason: str, *, expected_lease) -> None:
+    if document.status == Document.Status.READY:
+        # Indexing again for a new embedding model failed: the document keeps its old index.
+        Document.objects.filter(pk=document.pk, lease_until=expected_lease).update(lease_until=None)
+        logger.warning("indexing %s again failed: %s", document.pk, reason)
+        return
+    with transaction.atomic():
+        if Document.objects.filter(pk=document.pk, lease_until=expected_lease).update(
+            status=Document.Status.FAILED, failure_reason=reason[:300], lease_until=None
+        ):
+            record(
+                "document.failed",
+                actor=document.owner,
+                target=document,
+                outcome="failure",
+                kind=document.kind,
+                reason=reason[:300],
+            )
+
+
+def index(document: Document) -> None:
+    """Extract, chunk, embed and store one claimed document; ends ready or failed."""
+    try:
+        data = base64.b64decode(DocumentFile.objects.get(document=document).data)
+        try:
+            sections, pages = extract(document.kind, data)
+        except ExtractionFailed as exc:
+            _fail(document, str(exc), expected_lease=document.lease_until)
+            return
+        del data
+        _renew(document, 10)
+        passages = chunk_sections(sections)
+        if not passages:
+            _fail(document, NO_TEXT, expected_lease=document.lease_until)
+            return
+        rows = []
+        for start in range(0, len(passages), BATCH_SIZE * 4):
+            batch = passages[start : start + BATCH_SIZE * 4]
+            matrix = embed_texts([p.text for p in batch])
+            rows.extend(zip(batch, matrix, strict=True))
+            _renew(document, 10 + int(85 * len(rows) / len(passages)))
+        _store(document, rows, pages)
+    except (_Gone, DocumentFile.DoesNotExist):
+        logger.info("document %s was deleted or taken over while indexing", document.pk)
+
+
+def _store(document: Document, rows, pages) -> None:
+    with transaction.atomic():
+        # Still ours, and not deleted: then the old index is replaced at once, never mixed.
+        current = (
+            Document.objects.select_for_update()
+            .filter(pk=document.pk, status__in=[Document.Status.INDEXING, Document.Status.READY])
+            .first()
+        )
+        if current is None or current.lease_until != document.lease_until:
+            raise _Gone
+        Chunk.objects.filter(document=document).delete()
+        Chunk.objects.bulk_create(
+            Chunk(
+                document=document,
+                position=position,
+                page=passage.page,
+                passage=passage.text,
+                vector=vectors.encode(vector),
+                embedding_model=EMBEDDING_MODEL_NAME,
+            )
+            for position, (passage, vector) in enumerate(rows)
+        )
+        Document.objects.filter(pk=document.pk).update(
+            status=Document.Status.READY,
+            progress=100,
+            pages=pages,
+            embedding_model=EMBEDDING_MODEL_NAME,
+            indexed_at=timezone.now(),
+            lease_until=None,
+            failure_reason="",
+        )
+        record(
+            "document.indexed",
+            actor=document.owner,
+            target=document,
+            chunk_count=len(rows),
+            pages=pages,
+            embedding_model=EMBEDDING_MODEL_NAME,
+        )
+    vectors.forget(document.pk)
+
+
+def run_pending(worker: str = "inline", *, limit: int | None = None) -> int:
+    """Index waiting documents until there are none (or ``limit``); returns how many."""
+    done = 0
+    while limit is None or done < limit:
+        document = claim(worker)
+        if document is None:
+            break
+        index(document)
+        done += 1
+    return done
+
+
+def run_worker(stop: threading.Event, *, worker: str, poll_seconds: float = 2.0) -> None:
+    """Index documents until ``stop`` is set; survives a database that stops answering."""
+    while not stop.is_set():
+        try:
+            close_old_connections()
+            busy = run_pending(worker, limit=1)
+        except Exception:
+            logger.exception("the indexing worker %s met an error; it goes on", worker)
+            busy = 0
+        finally:
+            close_old_connections()
+        if not busy:
+            stop.wait(poll_seconds)
+
+
+_thread_lock = threading.Lock()
+_thread: threading.Thread | None = None
+_stop = threading.Event()
+
+
+def ensure_indexing_thread() -> None:
+    """In the embedded profile, start the web process's indexing thread once."""
+    global _thread
+    if not settings.DOCUMENTS_INDEX_IN_WEB:
+        return
+    with _thread_lock:
+        if _thread is not None and _thread.is_alive():
+            return
+        _thread = threading.Thread(
+            target=run_worker,
+            args=(_stop,),
+            kwargs={"worker": "web"},
+            name="document-indexing",
+            daemon=True,
+        )
+        _thread.start()
