@@ -28,7 +28,7 @@ class Migration(migrations.Migration):
                 (
                     "citations",
                     core.crypto.EncryptedTextField(
-                        help_text="JSON, encrypted with the chat keyring."
+                        help_text="JSON, encrypted under the conversation's data key."
                     ),
                 ),
             ],
