@@ -22,7 +22,7 @@ from django.shortcuts import render
 
 from accounts import services
 from accounts.forms import ResetTwoFactorForm
-from accounts.models import BackupCode
+from accounts.models import BackupCode, SignInSession
 from accounts.roles import (
     EMPLOYEES,
     ROLE_GROUP_READ_ONLY,
@@ -33,6 +33,7 @@ from accounts.roles import (
     may_not_manage_reason,
     rights,
 )
+from accounts.user_agent import browser_and_system
 
 User = get_user_model()
 admin.site.unregister(User)
@@ -247,3 +248,57 @@ class GroupAdmin(DjangoGroupAdmin):
                 raise PermissionDenied(reason)
             self.message_user(request, reason, messages.WARNING)
         return super().change_view(request, object_id, form_url, extra_context)
+
+
+@admin.register(SignInSession)
+class SignInSessionAdmin(admin.ModelAdmin):
+    """Every signed-in session, for admins to end a stolen one at once (its websockets
+    close too). Whoever may change users may see and end their sessions; only through the
+    action, which audits session.ended, never by editing or deleting rows."""
+
+    list_display = ("user", "browser", "ip_address", "started_at", "last_seen_at")
+    list_filter = ("started_at", "last_seen_at")
+    search_fields = ("user__username", "ip_address")
+    list_select_related = ("user",)
+    actions = ["end_sessions"]
+    fields = ("user", "browser", "ip_address", "started_at", "last_seen_at", "user_agent")
+    readonly_fields = fields
+
+    @admin.display(description="browser and system")
+    def browser(self, session):
+        return browser_and_system(session.user_agent)
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.has_perm("auth.change_user")
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
+    def has_end_permission(self, request):
+        return self.has_view_permission(request)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Sign out the selected sessions", permissions=["end"])
+    def end_sessions(self, request, queryset):
+        users, refused = _split_by_manageable(
+            request, User.objects.filter(pk__in=queryset.values("user"))
+        )
+        ended = 0
+        for session in queryset.filter(user__in=users).select_related("user"):
+            ended += services.end_session(
+                actor=request.user, user=session.user, session_id=session.pk
+            )
+        self.message_user(
+            request,
+            f"Signed out {ended} session(s); their open chat windows closed.",
+            messages.SUCCESS,
+        )
+        _warn_skipped(self, request, refused)

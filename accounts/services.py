@@ -3,6 +3,7 @@
 Each function is atomic and writes its audit event in the same transaction.
 """
 
+import ipaddress
 import logging
 import time
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts import roles
-from accounts.models import BackupCodeDevice, SignInSession, TOTPDevice
+from accounts.models import BackupCodeDevice, SignInSession, TOTPDevice, hashed_session_key
 from audit.log import record
 
 logger = logging.getLogger(__name__)
@@ -43,14 +44,56 @@ def backup_device(user) -> BackupCodeDevice | None:
 
 # --- Sign-in sessions ---------------------------------------------------------------------
 
+# Last activity is noted at most once a minute per session: the sessions page shows it to
+# the minute, and a write on every request would double the database writes of the chat page.
+ACTIVITY_RESOLUTION_SECONDS = 60
+ACTIVITY_NOTED_KEY = "activity_noted_at"
+
+
+def _client_address(request) -> str | None:
+    """The request's address (core.network has already replaced a trusted proxy's address
+    with the one it forwarded for), or None when it is not an IP address."""
+    try:
+        return str(ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")))
+    except ValueError:
+        return None
+
+
+def current_session_hash(request) -> str | None:
+    key = request.session.session_key
+    return hashed_session_key(key) if key else None
+
 
 def note_sign_in(request, user) -> None:
-    """Remember the session of a password sign-in, so it can be ended from elsewhere."""
-    request.session[SIGNED_IN_AT_KEY] = timezone.now().timestamp()
+    """Remember the session of a password sign-in, so its owner sees it and it can be ended
+    from elsewhere."""
+    now = timezone.now()
+    request.session[SIGNED_IN_AT_KEY] = now.timestamp()
+    request.session[ACTIVITY_NOTED_KEY] = now.timestamp()
     if request.session.session_key is None:
         request.session.save()
     SignInSession.objects.update_or_create(
-        session_key=request.session.session_key, defaults={"user": user}
+        key_hash=hashed_session_key(request.session.session_key),
+        defaults={
+            "user": user,
+            "started_at": now,
+            "last_seen_at": now,
+            "ip_address": _client_address(request),
+            "user_agent": request.META.get("HTTP_USER_AGENT", "")[:500],
+        },
+    )
+
+
+def note_activity(request) -> None:
+    """Note the time and address of a signed-in session's request on its sign-in record, at
+    most once every ACTIVITY_RESOLUTION_SECONDS."""
+    session = request.session
+    noted_at = session.get(ACTIVITY_NOTED_KEY, 0)
+    if session.session_key is None or time.time() - noted_at < ACTIVITY_RESOLUTION_SECONDS:
+        return
+    session[ACTIVITY_NOTED_KEY] = time.time()
+    SignInSession.objects.filter(key_hash=hashed_session_key(session.session_key)).update(
+        last_seen_at=timezone.now(), ip_address=_client_address(request)
     )
 
 
@@ -62,27 +105,74 @@ def sign_in_is_recent(request) -> bool:
     )
 
 
-def end_all_sessions(user, *, keep_session_key: str | None = None) -> int:
+def sessions_of(user) -> list[SignInSession]:
+    """The signed-in sessions of ``user``, most recently active first."""
+    return list(SignInSession.objects.filter(user=user, user__is_active=True))
+
+
+def is_current_session(request, session_id: int) -> bool:
+    return SignInSession.objects.filter(
+        pk=session_id, key_hash=current_session_hash(request) or ""
+    ).exists()
+
+
+def _end(sessions, *, actor, user, reason: str) -> int:
+    """End ``sessions`` (SignInSession rows of ``user``): delete their Django sessions and
+    records, audit session.ended, and close their websockets once the transaction commits."""
+    ended = list(sessions.values_list("pk", "key_hash"))
+    if not ended:
+        return 0
+    hashes = [key_hash for _, key_hash in ended]
+    Session.objects.filter(session_key__in=hashes).delete()
+    SignInSession.objects.filter(pk__in=[pk for pk, _ in ended]).delete()
+    record(
+        "session.ended",
+        actor=actor,
+        target=user,
+        sessions=[pk for pk, _ in ended],
+        count=len(ended),
+        reason=reason,
+    )
+    transaction.on_commit(lambda: _close_websockets(user.pk, hashes))
+    return len(ended)
+
+
+@transaction.atomic
+def end_session(*, actor, user, session_id: int) -> bool:
+    """End one session of ``user`` (the owner's choice on the sessions page, or an admin's).
+    False when ``user`` has no such session (it ended already, or it is someone else's)."""
+    sessions = SignInSession.objects.filter(user=user, pk=session_id)
+    reason = "by_owner" if actor.pk == user.pk else "by_admin"
+    return _end(sessions, actor=actor, user=user, reason=reason) == 1
+
+
+@transaction.atomic
+def end_other_sessions(*, actor, request) -> int:
+    """End every session of the signed-in user but the one making ``request``."""
+    sessions = SignInSession.objects.filter(user=actor).exclude(
+        key_hash=current_session_hash(request) or ""
+    )
+    return _end(sessions, actor=actor, user=actor, reason="by_owner")
+
+
+def end_all_sessions(
+    user, *, keep_session_key: str | None = None, actor=None, reason: str = "by_admin"
+) -> int:
     """End every browser session of ``user`` (but ``keep_session_key``) and close their
     websockets. Returns how many sessions ended."""
     sessions = SignInSession.objects.filter(user=user)
     if keep_session_key:
-        sessions = sessions.exclude(session_key=keep_session_key)
-    keys = list(sessions.values_list("session_key", flat=True))
-    Session.objects.filter(session_key__in=keys).delete()
-    sessions.delete()
-    transaction.on_commit(lambda: _close_websockets(user.pk, keep_session_key))
-    return len(keys)
+        sessions = sessions.exclude(key_hash=hashed_session_key(keep_session_key))
+    return _end(sessions, actor=actor, user=user, reason=reason)
 
 
-def _close_websockets(user_id: int, keep_session_key: str | None) -> None:
+def _close_websockets(user_id: int, ended_hashes: list[str]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
     try:
         async_to_sync(layer.group_send)(
-            user_group(user_id),
-            {"type": "session.revoked", "keep_session_key": keep_session_key},
+            user_group(user_id), {"type": "session.revoked", "sessions": ended_hashes}
         )
     except Exception:
         # Open sockets also re-check their session every SESSION_RECHECK_SECONDS.
@@ -146,7 +236,7 @@ def _seconds_until(moment: float) -> int:
 def _session_failures_key(request, device) -> str:
     if request.session.session_key is None:
         request.session.save()
-    return f"otp-failures:{request.session.session_key}:{device.persistent_id}"
+    return f"otp-failures:{current_session_hash(request)}:{device.persistent_id}"
 
 
 def _session_wait_seconds(request, device) -> int:
@@ -236,7 +326,7 @@ def reset_two_factor(*, actor, user, reason: str) -> None:
     removed = TOTPDevice.objects.filter(user=user).count()
     TOTPDevice.objects.filter(user=user).delete()
     BackupCodeDevice.objects.filter(user=user).delete()
-    ended = end_all_sessions(user)
+    ended = end_all_sessions(user, actor=actor, reason="two_factor_reset")
     record(
         "device.reset_by_admin",
         actor=actor,
@@ -252,7 +342,7 @@ def deactivate_user(*, actor, user) -> None:
     """Stop a user signing in and end their sessions; the audit receiver records it."""
     user.is_active = False
     user.save(update_fields=["is_active"])
-    end_all_sessions(user)
+    end_all_sessions(user, actor=actor, reason="deactivated")
 
 
 @transaction.atomic
@@ -267,7 +357,9 @@ def unlock_sign_in(*, actor, user) -> int:
 @transaction.atomic
 def password_changed(*, actor, request) -> None:
     """After a password change: end every other session of the user."""
-    end_all_sessions(actor, keep_session_key=request.session.session_key)
+    end_all_sessions(
+        actor, keep_session_key=request.session.session_key, actor=actor, reason="password_changed"
+    )
 
 
 @transaction.atomic

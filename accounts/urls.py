@@ -11,5 +11,8 @@ urlpatterns = [
     path("", views.account, name="account"),
     path("backup-codes/", views.regenerate_backup_codes, name="backup_codes"),
     path("password/", views.PasswordChangeView.as_view(), name="password_change"),
+    path("sessions/", views.sessions, name="sessions"),
+    path("sessions/<int:session_id>/end/", views.end_session, name="end_session"),
+    path("sessions/end-others/", views.end_other_sessions, name="end_other_sessions"),
     path("logout/", views.sign_out, name="logout"),
 ]

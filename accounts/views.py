@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods
 
 from accounts import services
 from accounts.forms import CodeForm
+from accounts.user_agent import browser_and_system
 
 
 def _next_url(request) -> str:
@@ -154,6 +155,52 @@ def regenerate_backup_codes(request):
         message = "Type the current code from your authenticator app."
     messages.error(request, f"No new backup codes were made: {message} Your old ones still work.")
     return redirect("accounts:account")
+
+
+@never_cache
+@require_http_methods(["GET"])
+def sessions(request):
+    """Where the user is signed in: browser and system, address, sign-in time and last
+    activity of each session, this one marked."""
+    current = services.current_session_hash(request)
+    rows = [
+        {
+            "id": session.pk,
+            "browser": browser_and_system(session.user_agent),
+            "ip_address": session.ip_address,
+            "started_at": session.started_at,
+            "last_seen_at": session.last_seen_at,
+            "current": session.key_hash == current,
+        }
+        for session in services.sessions_of(request.user)
+    ]
+    rows.sort(key=lambda row: not row["current"])
+    return render(request, "accounts/sessions.html", {"sessions": rows})
+
+
+@never_cache
+@require_http_methods(["POST"])
+def end_session(request, session_id: int):
+    """Sign out one of the user's other sessions (this one signs out with Sign out)."""
+    if services.is_current_session(request, session_id):
+        messages.error(request, "That is this session. Use Sign out to end it.")
+    elif services.end_session(actor=request.user, user=request.user, session_id=session_id):
+        messages.success(request, "That session was signed out.")
+    else:
+        messages.info(request, "That session had already ended.")
+    return redirect("accounts:sessions")
+
+
+@never_cache
+@require_http_methods(["POST"])
+def end_other_sessions(request):
+    ended = services.end_other_sessions(actor=request.user, request=request)
+    if ended:
+        plural = "session was" if ended == 1 else "sessions were"
+        messages.success(request, f"{ended} other {plural} signed out.")
+    else:
+        messages.info(request, "You were not signed in anywhere else.")
+    return redirect("accounts:sessions")
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):

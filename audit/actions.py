@@ -39,6 +39,12 @@ CATALOGUE: dict[str, Action] = {
         Action("otp.throttled", "auth", "seconds to wait; which throttle"),
         Action("backup_code.used", "auth", "codes left"),
         Action("password.changed", "auth"),
+        Action(
+            "session.ended",
+            "auth",
+            "which sessions (their ids on the sessions page), how many, and why: by_owner, "
+            "by_admin, password_changed, two_factor_reset, deactivated; the actor is who ended them",
+        ),
         Action("device.enrolled", "devices", "the device kind"),
         Action("device.reset_by_admin", "devices", "reason, devices removed, sessions ended"),
         Action("backup_codes.generated", "devices", "how many"),
