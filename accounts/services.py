@@ -27,6 +27,8 @@ from audit.log import record
 logger = logging.getLogger(__name__)
 
 SIGNED_IN_AT_KEY = "signed_in_at"
+# When this session's user last proved a second factor (sign-in or step-up), Unix time.
+SECOND_FACTOR_AT_KEY = "second_factor_at"
 
 
 def user_group(user_id: int) -> str:
@@ -263,10 +265,22 @@ def _forget_session_failures(request, device) -> None:
 
 
 def mark_verified(request, device) -> None:
-    """Record in the session that ``device`` verified its user, under a new session key
-    (its sign-in record follows the key: accounts.sessions)."""
+    """Record in the session that ``device`` verified its user, and when (for step-up),
+    under a new session key (its sign-in record follows the key: accounts.sessions)."""
     django_otp.login(request, device)
+    request.session[SECOND_FACTOR_AT_KEY] = time.time()
     request.session.cycle_key()
+
+
+def second_factor_is_fresh(request) -> bool:
+    """Whether this session's user proved a second factor within the last STEP_UP_SECONDS
+    (accounts.step_up)."""
+    at = request.session.get(SECOND_FACTOR_AT_KEY)
+    return (
+        request.user.is_verified()
+        and at is not None
+        and 0 <= time.time() - at <= settings.STEP_UP_SECONDS
+    )
 
 
 WRONG_CODE = (
@@ -275,18 +289,20 @@ WRONG_CODE = (
 )
 
 
-def check_code(request, device, code: str, *, kind: str) -> Verification:
+def check_code(request, device, code: str, *, kind: str, **purpose) -> Verification:
     """Check ``code`` against ``device`` under this session's throttle and the device's own
     (across all sessions); records otp.throttled or otp.failure when it is refused."""
     user = request.user
     wait = max(_session_wait_seconds(request, device), _wait_seconds(device))
     if wait:
-        record("otp.throttled", outcome="denied", request=request, target=user, wait=wait)
+        record(
+            "otp.throttled", outcome="denied", request=request, target=user, wait=wait, **purpose
+        )
         seconds = "1 second" if wait == 1 else f"{wait} seconds"
         return Verification(False, f"Too many wrong codes. Wait {seconds}, then try again.", wait)
     if not device.verify_token(code):
         _note_session_failure(request, device)
-        record("otp.failure", outcome="failure", request=request, target=user, kind=kind)
+        record("otp.failure", outcome="failure", request=request, target=user, kind=kind, **purpose)
         wait = max(_session_wait_seconds(request, device), _wait_seconds(device))
         return Verification(False, WRONG_CODE, wait)
     _forget_session_failures(request, device)
@@ -294,25 +310,33 @@ def check_code(request, device, code: str, *, kind: str) -> Verification:
 
 
 @transaction.atomic
-def verify_second_factor(request, code: str) -> Verification:
+def verify_second_factor(request, code: str, *, step_up: bool = False) -> Verification:
     """Check a code from the authenticator app or a backup code, and mark the session
     verified when it is right. Records otp.success / backup_code.used / otp.failure /
-    otp.throttled."""
+    otp.throttled; with ``step_up`` (a verified user confirming an action,
+    accounts.step_up) their details say so."""
     user = request.user
+    purpose = {"step_up": True} if step_up else {}
     is_totp = code.replace(" ", "").isdigit()
     device = confirmed_totp_device(user) if is_totp else backup_device(user)
     if device is None:
-        record("otp.failure", outcome="failure", request=request, target=user, kind="backup")
+        record(
+            "otp.failure", outcome="failure", request=request, target=user, kind="backup", **purpose
+        )
         return Verification(False, WRONG_CODE)
-    result = check_code(request, device, code, kind="totp" if is_totp else "backup")
+    result = check_code(request, device, code, kind="totp" if is_totp else "backup", **purpose)
     if not result.ok:
         return result
     mark_verified(request, device)
     if is_totp:
-        record("otp.success", request=request, target=user, device="totp")
+        record("otp.success", request=request, target=user, device="totp", **purpose)
     else:
         record(
-            "backup_code.used", request=request, target=user, backup_codes_left=device.codes_left()
+            "backup_code.used",
+            request=request,
+            target=user,
+            backup_codes_left=device.codes_left(),
+            **purpose,
         )
     return result
 

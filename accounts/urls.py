@@ -9,6 +9,7 @@ urlpatterns = [
     path("verify/", views.verify, name="verify"),
     path("enrol/", views.enrol, name="enrol"),
     path("", views.account, name="account"),
+    path("step-up/", views.step_up, name="step_up"),
     path("backup-codes/", views.regenerate_backup_codes, name="backup_codes"),
     path("password/", views.PasswordChangeView.as_view(), name="password_change"),
     path("sessions/", views.sessions, name="sessions"),

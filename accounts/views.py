@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods
 
 from accounts import services
 from accounts.forms import CodeForm
+from accounts.step_up import step_up_prompt, step_up_required
 from accounts.user_agent import browser_and_system
 
 
@@ -130,31 +131,39 @@ def account(request):
     return render(
         request,
         "accounts/account.html",
-        {
-            "device": device,
-            "codes_left": backup.codes_left() if backup else 0,
-            "form": CodeForm(numeric=True),
-        },
+        {"device": device, "codes_left": backup.codes_left() if backup else 0},
     )
 
 
 @never_cache
 @sensitive_post_parameters("code")
 @require_http_methods(["POST"])
-def regenerate_backup_codes(request):
-    """New backup codes replace the old ones; needs a fresh code from the authenticator app."""
-    form = CodeForm(request.POST, numeric=True)
-    device = services.confirmed_totp_device(request.user)
-    if form.is_valid() and device is not None:
-        result = services.check_code(request, device, form.cleaned_data["code"], kind="totp")
+def step_up(request):
+    """The step-up prompt's form (accounts.step_up): a right code returns to the action."""
+    target = _next_url(request)
+    form = CodeForm(request.POST)
+    if form.is_valid():
+        result = services.verify_second_factor(request, form.cleaned_data["code"], step_up=True)
         if result.ok:
-            codes = services.regenerate_backup_codes(actor=request.user)
-            return _show_backup_codes(request, codes, first_time=False)
-        message = result.message
-    else:
-        message = "Type the current code from your authenticator app."
-    messages.error(request, f"No new backup codes were made: {message} Your old ones still work.")
-    return redirect("accounts:account")
+            return redirect(target)
+        form.add_error("code", result.message)
+    return step_up_prompt(request, next_url=target, form=form, status=400)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+@step_up_required
+def regenerate_backup_codes(request):
+    """New backup codes replace the old ones (GET asks, POST makes them)."""
+    if request.method == "POST":
+        codes = services.regenerate_backup_codes(actor=request.user)
+        return _show_backup_codes(request, codes, first_time=False)
+    backup = services.backup_device(request.user)
+    return render(
+        request,
+        "accounts/new_backup_codes.html",
+        {"codes_left": backup.codes_left() if backup else 0},
+    )
 
 
 @never_cache
@@ -203,6 +212,7 @@ def end_other_sessions(request):
     return redirect("accounts:sessions")
 
 
+@method_decorator(step_up_required, name="dispatch")
 class PasswordChangeView(auth_views.PasswordChangeView):
     template_name = "accounts/password_change.html"
     success_url = reverse_lazy("accounts:account")

@@ -298,6 +298,11 @@ SESSION_ENGINE = "accounts.sessions"
 # scan a QR code, short enough that a session left open (or one that outlived an admin's
 # reset of two-step verification) cannot enrol a new authenticator without the password.
 SESSION_ENROLMENT_WINDOW = 10 * 60
+# Generating backup codes, changing the password, registering a passkey and creating an API
+# token need a second factor used within this many seconds (accounts.step_up): someone who
+# finds a session left open cannot take over the account with it, and a person doing several
+# such things in a row is asked once.
+STEP_UP_SECONDS = env_int("STEP_UP_SECONDS", 5 * 60, minimum=30, maximum=3600)
 
 # --- HTTP security -----------------------------------------------------------------------
 
