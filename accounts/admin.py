@@ -19,6 +19,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Max, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.shortcuts import render
+from django_otp_webauthn.models import WebAuthnCredential
 
 from accounts import services
 from accounts.forms import ResetTwoFactorForm
@@ -250,11 +251,43 @@ class GroupAdmin(DjangoGroupAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
 
+class _UserManagersOnly:
+    """Visible to whoever may change users; read-only: changes go through the users' actions
+    (which audit them), never by editing rows."""
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.has_perm("auth.change_user")
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(WebAuthnCredential)
+class PasskeyAdmin(_UserManagersOnly, admin.ModelAdmin):
+    """Every user's passkeys (names, when added and last used, sign counts), for admins; the
+    public keys are not shown. "Reset two-step verification" on a user removes them."""
+
+    list_display = ("user", "name", "created_at", "last_used_at", "sign_count")
+    search_fields = ("user__username", "name")
+    list_select_related = ("user",)
+    fields = ("user", "name", "created_at", "last_used_at", "sign_count", "backup_state")
+    readonly_fields = fields
+
+
 @admin.register(SignInSession)
-class SignInSessionAdmin(admin.ModelAdmin):
+class SignInSessionAdmin(_UserManagersOnly, admin.ModelAdmin):
     """Every signed-in session, for admins to end a stolen one at once (its websockets
-    close too). Whoever may change users may see and end their sessions; only through the
-    action, which audits session.ended, never by editing or deleting rows."""
+    close too). Whoever may change users may see and end their sessions, through the action,
+    which audits session.ended."""
 
     list_display = ("user", "browser", "ip_address", "started_at", "last_seen_at")
     list_filter = ("started_at", "last_seen_at")
@@ -268,23 +301,8 @@ class SignInSessionAdmin(admin.ModelAdmin):
     def browser(self, session):
         return browser_and_system(session.user_agent)
 
-    def has_view_permission(self, request, obj=None):
-        return request.user.is_active and request.user.has_perm("auth.change_user")
-
-    def has_module_permission(self, request):
-        return self.has_view_permission(request)
-
     def has_end_permission(self, request):
         return self.has_view_permission(request)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.action(description="Sign out the selected sessions", permissions=["end"])
     def end_sessions(self, request, queryset):

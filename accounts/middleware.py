@@ -14,7 +14,14 @@ from accounts.services import SIGNED_IN_AT_KEY, confirmed_totp_device, note_acti
 # health probes, static files.
 PUBLIC_PREFIXES = ("/accounts/login/", "/admin/login/", "/healthz", "/static/", "/favicon.ico")
 # Reachable after the password, before the second factor.
-HALF_SIGNED_IN_PREFIXES = ("/accounts/verify/", "/accounts/enrol/", "/accounts/logout/")
+HALF_SIGNED_IN_PREFIXES = (
+    "/accounts/verify/",
+    "/accounts/enrol/",
+    "/accounts/logout/",
+    # Using a passkey at the verify step (accounts.passkeys), and its script's translations.
+    "/accounts/passkeys/authentication/",
+    "/accounts/passkeys/jsi18n/",
+)
 
 
 def _with_next(url: str, request) -> str:

@@ -19,10 +19,12 @@ from django.contrib.sessions.models import Session
 from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
+from django_otp_webauthn.models import WebAuthnCredential
 
 from accounts import roles
 from accounts.models import BackupCodeDevice, SignInSession, TOTPDevice, hashed_session_key
 from audit.log import record
+from core.labels import one_line_label
 
 logger = logging.getLogger(__name__)
 
@@ -341,15 +343,107 @@ def verify_second_factor(request, code: str, *, step_up: bool = False) -> Verifi
     return result
 
 
+# --- Passkeys (the ceremonies are in accounts.passkeys) ---------------------------------------
+
+PASSKEY_NAME_MAX = 60
+
+
+def passkeys_of(user) -> list[WebAuthnCredential]:
+    return list(WebAuthnCredential.objects.filter(user=user, confirmed=True).order_by("created_at"))
+
+
+def has_passkeys(user) -> bool:
+    return WebAuthnCredential.objects.filter(user=user, confirmed=True).exists()
+
+
+def clean_passkey_name(name: str) -> str:
+    """The name a person gives a passkey, on one line; ValueError says what is wrong."""
+    name = one_line_label(name)
+    if not name:
+        raise ValueError("Give the passkey a name, such as “work laptop” or “YubiKey”.")
+    if len(name) > PASSKEY_NAME_MAX:
+        raise ValueError(f"Keep the name under {PASSKEY_NAME_MAX + 1} characters.")
+    return name
+
+
+def passkey_registered(request, credential) -> None:
+    """Audit a passkey the signed-in user just registered (the library saved it)."""
+    record(
+        "passkey.registered",
+        request=request,
+        target=request.user,
+        passkey=credential.pk,
+        name=credential.name,
+        passkeys=WebAuthnCredential.objects.filter(user=request.user, confirmed=True).count(),
+    )
+
+
+@transaction.atomic
+def passkey_used(request, device) -> None:
+    """A passkey proved the second factor: verify the session (sign-in or step-up)."""
+    step_up = {"step_up": True} if request.user.is_verified() else {}
+    mark_verified(request, device)
+    record(
+        "passkey.used",
+        request=request,
+        target=request.user,
+        passkey=device.pk,
+        sign_count=device.sign_count,
+        **step_up,
+    )
+
+
+def passkey_failed(request, *, ceremony: str, reason: str) -> None:
+    user = request.user if request.user.is_authenticated else None
+    record(
+        "passkey.failed",
+        outcome="failure",
+        request=request,
+        target=user,
+        ceremony=ceremony,
+        reason=reason,
+    )
+
+
+LAST_FACTOR = (
+    "That is your only second factor, so it cannot be removed. Add another passkey or an "
+    "authenticator app first."
+)
+
+
+@transaction.atomic
+def remove_passkey(*, actor, passkey_id: int) -> str:
+    """Remove one of ``actor``'s passkeys, unless it is their last second factor (backup
+    codes do not count: they are for when the others are lost). Returns "" when removed,
+    else a sentence saying why not."""
+    passkey = (
+        WebAuthnCredential.objects.select_for_update()
+        .filter(user=actor, pk=passkey_id, confirmed=True)
+        .first()
+    )
+    if passkey is None:
+        return "That passkey was already removed."
+    others = WebAuthnCredential.objects.filter(user=actor, confirmed=True).exclude(pk=passkey.pk)
+    if not others.exists() and confirmed_totp_device(actor) is None:
+        return LAST_FACTOR
+    record("passkey.removed", actor=actor, target=actor, passkey=passkey.pk, name=passkey.name)
+    passkey.delete()
+    return ""
+
+
 # --- Administration -------------------------------------------------------------------------
 
 
 @transaction.atomic
 def reset_two_factor(*, actor, user, reason: str) -> None:
-    """Remove a user's devices; they enrol again at their next sign-in."""
+    """Remove a user's devices (authenticator app, backup codes, passkeys); they enrol again
+    at their next sign-in."""
     removed = TOTPDevice.objects.filter(user=user).count()
     TOTPDevice.objects.filter(user=user).delete()
     BackupCodeDevice.objects.filter(user=user).delete()
+    passkeys = WebAuthnCredential.objects.filter(user=user)
+    passkeys_removed = passkeys.count()
+    passkeys.delete()
     ended = end_all_sessions(user, actor=actor, reason="two_factor_reset")
     record(
         "device.reset_by_admin",
@@ -357,6 +451,7 @@ def reset_two_factor(*, actor, user, reason: str) -> None:
         target=user,
         reason=reason[:500],
         devices_removed=removed,
+        passkeys_removed=passkeys_removed,
         sessions_ended=ended,
     )
 

@@ -24,6 +24,7 @@ from django.shortcuts import render
 
 from accounts import services
 from accounts.forms import CodeForm
+from accounts.passkeys import browser_configuration
 
 
 def step_up_prompt(request, *, next_url: str, form=None, status: int | None = None):
@@ -37,6 +38,9 @@ def step_up_prompt(request, *, next_url: str, form=None, status: int | None = No
             "form": form or CodeForm(),
             "next": next_url,
             "step_up_minutes": max(1, settings.STEP_UP_SECONDS // 60),
+            "passkey_config": (
+                browser_configuration(request) if services.has_passkeys(request.user) else None
+            ),
         },
         status=status,
     )

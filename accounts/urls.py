@@ -1,6 +1,7 @@
 from django.urls import path
+from django.views.i18n import JavaScriptCatalog
 
-from accounts import views
+from accounts import passkeys, views
 
 app_name = "accounts"
 
@@ -15,5 +16,34 @@ urlpatterns = [
     path("sessions/", views.sessions, name="sessions"),
     path("sessions/<int:session_id>/end/", views.end_session, name="end_session"),
     path("sessions/end-others/", views.end_other_sessions, name="end_other_sessions"),
+    path("passkeys/", views.passkeys, name="passkeys"),
+    path("passkeys/add/", views.add_passkey, name="add_passkey"),
+    path("passkeys/<int:passkey_id>/remove/", views.remove_passkey, name="remove_passkey"),
+    path(
+        "passkeys/registration/begin/",
+        passkeys.BeginRegistration.as_view(),
+        name="passkey_registration_begin",
+    ),
+    path(
+        "passkeys/registration/complete/",
+        passkeys.CompleteRegistration.as_view(),
+        name="passkey_registration_complete",
+    ),
+    path(
+        "passkeys/authentication/begin/",
+        passkeys.BeginAuthentication.as_view(),
+        name="passkey_authentication_begin",
+    ),
+    path(
+        "passkeys/authentication/complete/",
+        passkeys.CompleteAuthentication.as_view(),
+        name="passkey_authentication_complete",
+    ),
+    # The translations the library's script calls through gettext().
+    path(
+        "passkeys/jsi18n/",
+        JavaScriptCatalog.as_view(packages=["django_otp_webauthn"]),
+        name="passkey_jsi18n",
+    ),
     path("logout/", views.sign_out, name="logout"),
 ]

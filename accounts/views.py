@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods
 
 from accounts import services
 from accounts.forms import CodeForm
+from accounts.passkeys import PENDING_NAME_KEY, browser_configuration
 from accounts.step_up import step_up_prompt, step_up_required
 from accounts.user_agent import browser_and_system
 
@@ -64,9 +65,19 @@ def verify(request):
     return render(
         request,
         "accounts/verify.html",
-        {"form": form, "next": _next_url(request), "wait_seconds": wait_seconds},
+        {
+            "form": form,
+            "next": _next_url(request),
+            "wait_seconds": wait_seconds,
+            "passkey_config": _passkey_configuration(request),
+        },
         status=200 if not form.errors else 400,
     )
+
+
+def _passkey_configuration(request) -> dict | None:
+    """The passkey script's settings when the user has a passkey to verify with."""
+    return browser_configuration(request) if services.has_passkeys(request.user) else None
 
 
 def _qr_svg(uri: str) -> str:
@@ -210,6 +221,63 @@ def end_other_sessions(request):
     else:
         messages.info(request, "You were not signed in anywhere else.")
     return redirect("accounts:sessions")
+
+
+@never_cache
+@require_http_methods(["GET"])
+def passkeys(request):
+    """The user's passkeys: each one's name, when it was added and last used; add, remove."""
+    return render(
+        request,
+        "accounts/passkeys.html",
+        {
+            "passkeys": services.passkeys_of(request.user),
+            "rp_id": settings.PASSKEY_RP_ID,
+            "name_max": services.PASSKEY_NAME_MAX,
+        },
+    )
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+@step_up_required
+def add_passkey(request):
+    """Name a new passkey (POST), then register it in the browser: the library's script
+    runs the ceremony against accounts.passkeys' views, which need this fresh second factor
+    and the name kept in the session."""
+    error = ""
+    name = request.POST.get("name", "")
+    if request.method == "POST":
+        try:
+            request.session[PENDING_NAME_KEY] = services.clean_passkey_name(name)
+        except ValueError as problem:
+            error = str(problem)
+        else:
+            return render(
+                request,
+                "accounts/passkey_register.html",
+                {
+                    "name": request.session[PENDING_NAME_KEY],
+                    "passkey_config": browser_configuration(request),
+                },
+            )
+    return render(
+        request,
+        "accounts/passkey_name.html",
+        {"name": name, "error": error, "name_max": services.PASSKEY_NAME_MAX},
+        status=400 if error else 200,
+    )
+
+
+@never_cache
+@require_http_methods(["POST"])
+def remove_passkey(request, passkey_id: int):
+    refusal = services.remove_passkey(actor=request.user, passkey_id=passkey_id)
+    if refusal:
+        messages.error(request, refusal)
+    else:
+        messages.success(request, "The passkey was removed. It no longer signs you in here.")
+    return redirect("accounts:passkeys")
 
 
 @method_decorator(step_up_required, name="dispatch")

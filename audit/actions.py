@@ -45,8 +45,24 @@ CATALOGUE: dict[str, Action] = {
             "which sessions (their ids on the sessions page), how many, and why: by_owner, "
             "by_admin, password_changed, two_factor_reset, deactivated; the actor is who ended them",
         ),
+        Action(
+            "passkey.used",
+            "auth",
+            "which passkey, its sign count; step_up when it confirmed an action",
+        ),
+        Action(
+            "passkey.failed",
+            "auth",
+            "registration or authentication, and why (counter_regression, wrong_origin, ...)",
+        ),
         Action("device.enrolled", "devices", "the device kind"),
-        Action("device.reset_by_admin", "devices", "reason, devices removed, sessions ended"),
+        Action("passkey.registered", "devices", "which passkey, its name, how many the user has"),
+        Action("passkey.removed", "devices", "which passkey, its name"),
+        Action(
+            "device.reset_by_admin",
+            "devices",
+            "reason, devices and passkeys removed, sessions ended",
+        ),
         Action("backup_codes.generated", "devices", "how many"),
         Action("user.created", "users", "username and flags"),
         Action("user.changed", "users", "which fields"),
