@@ -3,7 +3,6 @@ register one, sign in with the password and the passkey, a copied passkey with a
 counter and a ceremony from another origin are refused and audited, and it is removed."""
 
 import contextlib
-import json
 import re
 import socket
 import threading
@@ -11,49 +10,10 @@ import threading
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import Account, create_account, password_step, sign_in
-from tests.support.server import manage
+from tests.e2e.conftest import Account, audit, create_account, password_step, sign_in
+from tests.support.webauthn import credentials, virtual_authenticator
 
 pytestmark = [pytest.mark.e2e, pytest.mark.system]
-
-
-def virtual_authenticator(page, credential: dict | None = None) -> tuple:
-    """A platform authenticator with user verification in ``page``'s browser, holding
-    ``credential`` (as WebAuthn.getCredentials gives it) when one is given."""
-    cdp = page.context.new_cdp_session(page)
-    cdp.send("WebAuthn.enable", {"enableUI": False})
-    authenticator = cdp.send(
-        "WebAuthn.addVirtualAuthenticator",
-        {
-            "options": {
-                "protocol": "ctap2",
-                "transport": "internal",
-                "hasResidentKey": True,
-                "hasUserVerification": True,
-                "isUserVerified": True,
-                "automaticPresenceSimulation": True,
-            }
-        },
-    )["authenticatorId"]
-    if credential is not None:
-        cdp.send(
-            "WebAuthn.addCredential", {"authenticatorId": authenticator, "credential": credential}
-        )
-    return cdp, authenticator
-
-
-def credentials(cdp, authenticator) -> list[dict]:
-    return cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})["credentials"]
-
-
-def audit(site, action: str) -> list[dict]:
-    """The site's audit events of ``action``, oldest first (outcome and details)."""
-    code = (
-        "import json; from audit.models import AuditEvent; print(json.dumps([{'outcome': e.outcome,"
-        f" 'details': e.details}} for e in AuditEvent.objects.filter(action='{action}')"
-        ".order_by('sequence')]))"
-    )
-    return json.loads(manage("shell", "-c", code, env=site.env).strip().splitlines()[-1])
 
 
 @contextlib.contextmanager
