@@ -110,17 +110,25 @@ def _refused(view, error: exceptions.OTPWebAuthnApiError, *, ceremony: str) -> J
     return JsonResponse({"detail": detail, "code": reason}, status=error.status_code)
 
 
-class _RegistrationChecks:
+class _AuditedRefusals:
+    """A refused ceremony is recorded as passkey.failed and answered with a sentence."""
+
+    ceremony = ""
+
+    def handle_exception(self, exc):
+        if isinstance(exc, exceptions.OTPWebAuthnApiError):
+            return _refused(self, exc, ceremony=self.ceremony)
+        return super().handle_exception(exc)
+
+
+class _RegistrationChecks(_AuditedRefusals):
+    ceremony = "registration"
+
     def check_can_register(self):
         if not services.second_factor_is_fresh(self.request):
             raise StepUpNeeded()
         if not self.request.session.get(PENDING_NAME_KEY):
             raise NameMissing()
-
-    def handle_exception(self, exc):
-        if isinstance(exc, exceptions.OTPWebAuthnApiError):
-            return _refused(self, exc, ceremony="registration")
-        return super().handle_exception(exc)
 
 
 class BeginRegistration(_RegistrationChecks, webauthn_views.BeginCredentialRegistrationView):
@@ -138,21 +146,15 @@ class CompleteRegistration(_RegistrationChecks, webauthn_views.CompleteCredentia
         return JsonResponse({"id": credential.pk, "redirect_url": reverse("accounts:passkeys")})
 
 
-class BeginAuthentication(webauthn_views.BeginCredentialAuthenticationView):
-    def handle_exception(self, exc):
-        if isinstance(exc, exceptions.OTPWebAuthnApiError):
-            return _refused(self, exc, ceremony="authentication")
-        return super().handle_exception(exc)
+class BeginAuthentication(_AuditedRefusals, webauthn_views.BeginCredentialAuthenticationView):
+    ceremony = "authentication"
 
 
-class CompleteAuthentication(webauthn_views.CompleteCredentialAuthenticationView):
+class CompleteAuthentication(_AuditedRefusals, webauthn_views.CompleteCredentialAuthenticationView):
+    ceremony = "authentication"
+
     def complete_auth(self, device):
         services.passkey_used(self.request, device)
-
-    def handle_exception(self, exc):
-        if isinstance(exc, exceptions.OTPWebAuthnApiError):
-            return _refused(self, exc, ceremony="authentication")
-        return super().handle_exception(exc)
 
 
 def browser_configuration(request) -> dict:
