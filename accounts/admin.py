@@ -19,10 +19,11 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Max, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.shortcuts import render
+from django_otp_webauthn.models import WebAuthnCredential
 
 from accounts import erasure, services, your_data
 from accounts.forms import DataRequestForm, EraseUserForm, ResetTwoFactorForm
-from accounts.models import BackupCode, DirectoryAccount, LegalHold
+from accounts.models import BackupCode, DirectoryAccount, LegalHold, SignInSession
 from accounts.roles import (
     EMPLOYEES,
     ROLE_GROUP_READ_ONLY,
@@ -33,6 +34,7 @@ from accounts.roles import (
     may_not_manage_reason,
     rights,
 )
+from accounts.user_agent import browser_and_system
 
 User = get_user_model()
 admin.site.unregister(User)
@@ -433,3 +435,74 @@ class GroupAdmin(DjangoGroupAdmin):
                 raise PermissionDenied(reason)
             self.message_user(request, reason, messages.WARNING)
         return super().change_view(request, object_id, form_url, extra_context)
+
+
+class _UserManagersOnly:
+    """Visible to whoever may change users; read-only: changes go through the users' actions
+    (which audit them), never by editing rows."""
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.has_perm("auth.change_user")
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(WebAuthnCredential)
+class PasskeyAdmin(_UserManagersOnly, admin.ModelAdmin):
+    """Every user's passkeys (names, when added and last used, sign counts), for admins; the
+    public keys are not shown. "Reset two-step verification" on a user removes them."""
+
+    list_display = ("user", "name", "created_at", "last_used_at", "sign_count")
+    search_fields = ("user__username", "name")
+    list_select_related = ("user",)
+    fields = ("user", "name", "created_at", "last_used_at", "sign_count", "backup_state")
+    readonly_fields = fields
+
+
+@admin.register(SignInSession)
+class SignInSessionAdmin(_UserManagersOnly, admin.ModelAdmin):
+    """Every signed-in session, for admins to end a stolen one at once (its websockets
+    close too). Whoever may change users may see and end their sessions, through the action,
+    which audits session.ended."""
+
+    list_display = ("user", "browser", "ip_address", "started_at", "last_seen_at")
+    list_filter = ("started_at", "last_seen_at")
+    search_fields = ("user__username", "ip_address")
+    list_select_related = ("user",)
+    actions = ["end_sessions"]
+    fields = ("user", "browser", "ip_address", "started_at", "last_seen_at", "user_agent")
+    readonly_fields = fields
+
+    @admin.display(description="browser and system")
+    def browser(self, session):
+        return browser_and_system(session.user_agent)
+
+    def has_end_permission(self, request):
+        return self.has_view_permission(request)
+
+    @admin.action(description="Sign out the selected sessions", permissions=["end"])
+    def end_sessions(self, request, queryset):
+        users, refused = _split_by_manageable(
+            request, User.objects.filter(pk__in=queryset.values("user"))
+        )
+        ended = 0
+        for session in queryset.filter(user__in=users).select_related("user"):
+            ended += services.end_session(
+                actor=request.user, user=session.user, session_id=session.pk
+            )
+        self.message_user(
+            request,
+            f"Signed out {ended} session(s); their open chat windows closed.",
+            messages.SUCCESS,
+        )
+        _warn_skipped(self, request, refused)

@@ -8,7 +8,7 @@ from django.contrib import messages
 from django.contrib.auth import logout
 from django.shortcuts import redirect
 
-from accounts.services import SIGNED_IN_AT_KEY, confirmed_totp_device
+from accounts.services import SIGNED_IN_AT_KEY, confirmed_totp_device, note_activity
 
 # Reachable without signing in: the sign-in pages (the admin's only redirects to ours),
 # health and liveness probes, static files.
@@ -22,7 +22,14 @@ PUBLIC_PREFIXES = (
     "/favicon.ico",
 )
 # Reachable after the password, before the second factor.
-HALF_SIGNED_IN_PREFIXES = ("/accounts/verify/", "/accounts/enrol/", "/accounts/logout/")
+HALF_SIGNED_IN_PREFIXES = (
+    "/accounts/verify/",
+    "/accounts/enrol/",
+    "/accounts/logout/",
+    # Using a passkey at the verify step (accounts.passkeys), and its script's translations.
+    "/accounts/passkeys/authentication/",
+    "/accounts/passkeys/jsi18n/",
+)
 
 
 def _with_next(url: str, request) -> str:
@@ -31,7 +38,8 @@ def _with_next(url: str, request) -> str:
 
 
 class SessionLifetimeMiddleware:
-    """Sign out sessions older than SESSION_ABSOLUTE_LIFETIME, however active they are.
+    """Sign out sessions older than SESSION_ABSOLUTE_LIFETIME, however active they are, and
+    note the last activity of the others for the sessions page.
 
     The idle timeout is the session cookie's sliding age (SESSION_COOKIE_AGE with
     SESSION_SAVE_EVERY_REQUEST).
@@ -50,6 +58,8 @@ class SessionLifetimeMiddleware:
             logout(request)
             messages.info(request, "Your session has ended. Sign in again to continue.")
             return redirect(_with_next(settings.LOGIN_URL, request))
+        if request.user.is_authenticated:
+            note_activity(request)
         return self.get_response(request)
 
 

@@ -7,6 +7,7 @@ are stored only as password hashes (ASVS 6.5.2).
 """
 
 import base64
+import hashlib
 import secrets
 import time
 from urllib.parse import quote, urlencode
@@ -211,15 +212,40 @@ class BackupCode(models.Model):
         return f"backup code of {self.device.user} ({'used' if self.used_at else 'unused'})"
 
 
+def hashed_session_key(session_key: str) -> str:
+    """What the database keeps of a session key: SHA-256, cut to the 40 characters of
+    django_session's key column (160 bits). The key itself is a bearer secret (whoever has it
+    is signed in), so a copy of the database must not hold it."""
+    return hashlib.sha256(session_key.encode()).hexdigest()[:40]
+
+
 class SignInSession(models.Model):
-    """A browser session of a signed-in user, so that all of a user's sessions can be ended
-    (password change, 2FA reset, deactivation) and their websockets closed."""
+    """A browser session of a signed-in user, as its owner sees it on the sessions page: so
+    that any or all of a user's sessions can be ended (by the owner, an admin, a password
+    change, a 2FA reset, deactivation) and their websockets closed.
+
+    ``key_hash`` is ``hashed_session_key`` of the session's key, which is also the key of
+    its row in django_session (accounts.sessions); the key itself is stored nowhere.
+    """
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sign_in_sessions"
     )
-    session_key = models.CharField(max_length=40, unique=True)
-    started_at = models.DateTimeField(default=timezone.now)
+    key_hash = models.CharField(
+        max_length=40, unique=True, help_text="A hash of the session key; the key is not stored."
+    )
+    started_at = models.DateTimeField(default=timezone.now, help_text="When the user signed in.")
+    last_seen_at = models.DateTimeField(
+        default=timezone.now, help_text="The last request of this session (to the minute)."
+    )
+    ip_address = models.GenericIPAddressField(
+        null=True, blank=True, help_text="The address of the last request."
+    )
+    user_agent = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-last_seen_at"]
+        verbose_name = "sign-in session"
 
     def __str__(self):
         return f"session of {self.user} since {self.started_at:%Y-%m-%d %H:%M}"

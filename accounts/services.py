@@ -3,6 +3,7 @@
 Each function is atomic and writes its audit event in the same transaction.
 """
 
+import ipaddress
 import logging
 import time
 from dataclasses import dataclass
@@ -18,14 +19,24 @@ from django.contrib.sessions.models import Session
 from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
+from django_otp_webauthn.models import WebAuthnCredential
 
 from accounts import roles
-from accounts.models import BackupCodeDevice, DirectoryAccount, SignInSession, TOTPDevice
+from accounts.models import (
+    BackupCodeDevice,
+    DirectoryAccount,
+    SignInSession,
+    TOTPDevice,
+    hashed_session_key,
+)
 from audit.log import record
+from core.labels import one_line_label
 
 logger = logging.getLogger(__name__)
 
 SIGNED_IN_AT_KEY = "signed_in_at"
+# When this session's user last proved a second factor (sign-in or step-up), Unix time.
+SECOND_FACTOR_AT_KEY = "second_factor_at"
 
 
 def user_group(user_id: int) -> str:
@@ -43,14 +54,56 @@ def backup_device(user) -> BackupCodeDevice | None:
 
 # --- Sign-in sessions ---------------------------------------------------------------------
 
+# Last activity is noted at most once a minute per session: the sessions page shows it to
+# the minute, and a write on every request would double the database writes of the chat page.
+ACTIVITY_RESOLUTION_SECONDS = 60
+ACTIVITY_NOTED_KEY = "activity_noted_at"
+
+
+def _client_address(request) -> str | None:
+    """The request's address (core.network has already replaced a trusted proxy's address
+    with the one it forwarded for), or None when it is not an IP address."""
+    try:
+        return str(ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")))
+    except ValueError:
+        return None
+
+
+def current_session_hash(request) -> str | None:
+    key = request.session.session_key
+    return hashed_session_key(key) if key else None
+
 
 def note_sign_in(request, user) -> None:
-    """Remember the session of a password sign-in, so it can be ended from elsewhere."""
-    request.session[SIGNED_IN_AT_KEY] = timezone.now().timestamp()
+    """Remember the session of a password sign-in, so its owner sees it and it can be ended
+    from elsewhere."""
+    now = timezone.now()
+    request.session[SIGNED_IN_AT_KEY] = now.timestamp()
+    request.session[ACTIVITY_NOTED_KEY] = now.timestamp()
     if request.session.session_key is None:
         request.session.save()
     SignInSession.objects.update_or_create(
-        session_key=request.session.session_key, defaults={"user": user}
+        key_hash=hashed_session_key(request.session.session_key),
+        defaults={
+            "user": user,
+            "started_at": now,
+            "last_seen_at": now,
+            "ip_address": _client_address(request),
+            "user_agent": request.META.get("HTTP_USER_AGENT", "")[:500],
+        },
+    )
+
+
+def note_activity(request) -> None:
+    """Note the time and address of a signed-in session's request on its sign-in record, at
+    most once every ACTIVITY_RESOLUTION_SECONDS."""
+    session = request.session
+    noted_at = session.get(ACTIVITY_NOTED_KEY, 0)
+    if session.session_key is None or time.time() - noted_at < ACTIVITY_RESOLUTION_SECONDS:
+        return
+    session[ACTIVITY_NOTED_KEY] = time.time()
+    SignInSession.objects.filter(key_hash=hashed_session_key(session.session_key)).update(
+        last_seen_at=timezone.now(), ip_address=_client_address(request)
     )
 
 
@@ -62,27 +115,74 @@ def sign_in_is_recent(request) -> bool:
     )
 
 
-def end_all_sessions(user, *, keep_session_key: str | None = None) -> int:
+def sessions_of(user) -> list[SignInSession]:
+    """The signed-in sessions of ``user``, most recently active first."""
+    return list(SignInSession.objects.filter(user=user, user__is_active=True))
+
+
+def is_current_session(request, session_id: int) -> bool:
+    return SignInSession.objects.filter(
+        pk=session_id, key_hash=current_session_hash(request) or ""
+    ).exists()
+
+
+def _end(sessions, *, actor, user, reason: str) -> int:
+    """End ``sessions`` (SignInSession rows of ``user``): delete their Django sessions and
+    records, audit session.ended, and close their websockets once the transaction commits."""
+    ended = list(sessions.values_list("pk", "key_hash"))
+    if not ended:
+        return 0
+    hashes = [key_hash for _, key_hash in ended]
+    Session.objects.filter(session_key__in=hashes).delete()
+    SignInSession.objects.filter(pk__in=[pk for pk, _ in ended]).delete()
+    record(
+        "session.ended",
+        actor=actor,
+        target=user,
+        sessions=[pk for pk, _ in ended],
+        count=len(ended),
+        reason=reason,
+    )
+    transaction.on_commit(lambda: _close_websockets(user.pk, hashes))
+    return len(ended)
+
+
+@transaction.atomic
+def end_session(*, actor, user, session_id: int) -> bool:
+    """End one session of ``user`` (the owner's choice on the sessions page, or an admin's).
+    False when ``user`` has no such session (it ended already, or it is someone else's)."""
+    sessions = SignInSession.objects.filter(user=user, pk=session_id)
+    reason = "by_owner" if actor.pk == user.pk else "by_admin"
+    return _end(sessions, actor=actor, user=user, reason=reason) == 1
+
+
+@transaction.atomic
+def end_other_sessions(*, actor, request) -> int:
+    """End every session of the signed-in user but the one making ``request``."""
+    sessions = SignInSession.objects.filter(user=actor).exclude(
+        key_hash=current_session_hash(request) or ""
+    )
+    return _end(sessions, actor=actor, user=actor, reason="by_owner")
+
+
+def end_all_sessions(
+    user, *, keep_session_key: str | None = None, actor=None, reason: str = "by_admin"
+) -> int:
     """End every browser session of ``user`` (but ``keep_session_key``) and close their
     websockets. Returns how many sessions ended."""
     sessions = SignInSession.objects.filter(user=user)
     if keep_session_key:
-        sessions = sessions.exclude(session_key=keep_session_key)
-    keys = list(sessions.values_list("session_key", flat=True))
-    Session.objects.filter(session_key__in=keys).delete()
-    sessions.delete()
-    transaction.on_commit(lambda: _close_websockets(user.pk, keep_session_key))
-    return len(keys)
+        sessions = sessions.exclude(key_hash=hashed_session_key(keep_session_key))
+    return _end(sessions, actor=actor, user=user, reason=reason)
 
 
-def _close_websockets(user_id: int, keep_session_key: str | None) -> None:
+def _close_websockets(user_id: int, ended_hashes: list[str]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
     try:
         async_to_sync(layer.group_send)(
-            user_group(user_id),
-            {"type": "session.revoked", "keep_session_key": keep_session_key},
+            user_group(user_id), {"type": "session.revoked", "sessions": ended_hashes}
         )
     except Exception:
         # Open sockets also re-check their session every SESSION_RECHECK_SECONDS.
@@ -146,7 +246,7 @@ def _seconds_until(moment: float) -> int:
 def _session_failures_key(request, device) -> str:
     if request.session.session_key is None:
         request.session.save()
-    return f"otp-failures:{request.session.session_key}:{device.persistent_id}"
+    return f"otp-failures:{current_session_hash(request)}:{device.persistent_id}"
 
 
 def _session_wait_seconds(request, device) -> int:
@@ -173,10 +273,22 @@ def _forget_session_failures(request, device) -> None:
 
 
 def mark_verified(request, device) -> None:
-    """Record in the session that ``device`` verified its user, under a new session key
-    (its sign-in record follows the key: accounts.sessions)."""
+    """Record in the session that ``device`` verified its user, and when (for step-up),
+    under a new session key (its sign-in record follows the key: accounts.sessions)."""
     django_otp.login(request, device)
+    request.session[SECOND_FACTOR_AT_KEY] = time.time()
     request.session.cycle_key()
+
+
+def second_factor_is_fresh(request) -> bool:
+    """Whether this session's user proved a second factor within the last STEP_UP_SECONDS
+    (accounts.step_up)."""
+    at = request.session.get(SECOND_FACTOR_AT_KEY)
+    return (
+        request.user.is_verified()
+        and at is not None
+        and 0 <= time.time() - at <= settings.STEP_UP_SECONDS
+    )
 
 
 WRONG_CODE = (
@@ -185,18 +297,20 @@ WRONG_CODE = (
 )
 
 
-def check_code(request, device, code: str, *, kind: str) -> Verification:
+def check_code(request, device, code: str, *, kind: str, **purpose) -> Verification:
     """Check ``code`` against ``device`` under this session's throttle and the device's own
     (across all sessions); records otp.throttled or otp.failure when it is refused."""
     user = request.user
     wait = max(_session_wait_seconds(request, device), _wait_seconds(device))
     if wait:
-        record("otp.throttled", outcome="denied", request=request, target=user, wait=wait)
+        record(
+            "otp.throttled", outcome="denied", request=request, target=user, wait=wait, **purpose
+        )
         seconds = "1 second" if wait == 1 else f"{wait} seconds"
         return Verification(False, f"Too many wrong codes. Wait {seconds}, then try again.", wait)
     if not device.verify_token(code):
         _note_session_failure(request, device)
-        record("otp.failure", outcome="failure", request=request, target=user, kind=kind)
+        record("otp.failure", outcome="failure", request=request, target=user, kind=kind, **purpose)
         wait = max(_session_wait_seconds(request, device), _wait_seconds(device))
         return Verification(False, WRONG_CODE, wait)
     _forget_session_failures(request, device)
@@ -204,27 +318,123 @@ def check_code(request, device, code: str, *, kind: str) -> Verification:
 
 
 @transaction.atomic
-def verify_second_factor(request, code: str) -> Verification:
+def verify_second_factor(request, code: str, *, step_up: bool = False) -> Verification:
     """Check a code from the authenticator app or a backup code, and mark the session
     verified when it is right. Records otp.success / backup_code.used / otp.failure /
-    otp.throttled."""
+    otp.throttled; with ``step_up`` (a verified user confirming an action,
+    accounts.step_up) their details say so."""
     user = request.user
+    purpose = {"step_up": True} if step_up else {}
     is_totp = code.replace(" ", "").isdigit()
     device = confirmed_totp_device(user) if is_totp else backup_device(user)
     if device is None:
-        record("otp.failure", outcome="failure", request=request, target=user, kind="backup")
+        record(
+            "otp.failure", outcome="failure", request=request, target=user, kind="backup", **purpose
+        )
         return Verification(False, WRONG_CODE)
-    result = check_code(request, device, code, kind="totp" if is_totp else "backup")
+    result = check_code(request, device, code, kind="totp" if is_totp else "backup", **purpose)
     if not result.ok:
         return result
     mark_verified(request, device)
     if is_totp:
-        record("otp.success", request=request, target=user, device="totp")
+        record("otp.success", request=request, target=user, device="totp", **purpose)
     else:
         record(
-            "backup_code.used", request=request, target=user, backup_codes_left=device.codes_left()
+            "backup_code.used",
+            request=request,
+            target=user,
+            backup_codes_left=device.codes_left(),
+            **purpose,
         )
     return result
+
+
+# --- Passkeys (the ceremonies are in accounts.passkeys) ---------------------------------------
+
+PASSKEY_NAME_MAX = 60
+
+
+def passkeys_of(user) -> list[WebAuthnCredential]:
+    return list(WebAuthnCredential.objects.filter(user=user, confirmed=True).order_by("created_at"))
+
+
+def has_passkeys(user) -> bool:
+    return WebAuthnCredential.objects.filter(user=user, confirmed=True).exists()
+
+
+def clean_passkey_name(name: str) -> str:
+    """The name a person gives a passkey, on one line; ValueError says what is wrong."""
+    name = one_line_label(name)
+    if not name:
+        raise ValueError("Give the passkey a name, such as “work laptop” or “YubiKey”.")
+    if len(name) > PASSKEY_NAME_MAX:
+        raise ValueError(f"Keep the name under {PASSKEY_NAME_MAX + 1} characters.")
+    return name
+
+
+def passkey_registered(request, credential) -> None:
+    """Audit a passkey the signed-in user just registered (the library saved it)."""
+    record(
+        "passkey.registered",
+        request=request,
+        target=request.user,
+        passkey=credential.pk,
+        name=credential.name,
+        passkeys=WebAuthnCredential.objects.filter(user=request.user, confirmed=True).count(),
+    )
+
+
+@transaction.atomic
+def passkey_used(request, device) -> None:
+    """A passkey proved the second factor: verify the session (sign-in or step-up)."""
+    step_up = {"step_up": True} if request.user.is_verified() else {}
+    mark_verified(request, device)
+    record(
+        "passkey.used",
+        request=request,
+        target=request.user,
+        passkey=device.pk,
+        sign_count=device.sign_count,
+        **step_up,
+    )
+
+
+def passkey_failed(request, *, ceremony: str, reason: str) -> None:
+    user = request.user if request.user.is_authenticated else None
+    record(
+        "passkey.failed",
+        outcome="failure",
+        request=request,
+        target=user,
+        ceremony=ceremony,
+        reason=reason,
+    )
+
+
+LAST_FACTOR = (
+    "That is your only second factor, so it cannot be removed. Add another passkey or an "
+    "authenticator app first."
+)
+
+
+@transaction.atomic
+def remove_passkey(*, actor, passkey_id: int) -> str:
+    """Remove one of ``actor``'s passkeys, unless it is their last second factor (backup
+    codes do not count: they are for when the others are lost). Returns "" when removed,
+    else a sentence saying why not."""
+    passkey = (
+        WebAuthnCredential.objects.select_for_update()
+        .filter(user=actor, pk=passkey_id, confirmed=True)
+        .first()
+    )
+    if passkey is None:
+        return "That passkey was already removed."
+    others = WebAuthnCredential.objects.filter(user=actor, confirmed=True).exclude(pk=passkey.pk)
+    if not others.exists() and confirmed_totp_device(actor) is None:
+        return LAST_FACTOR
+    record("passkey.removed", actor=actor, target=actor, passkey=passkey.pk, name=passkey.name)
+    passkey.delete()
+    return ""
 
 
 # --- Administration -------------------------------------------------------------------------
@@ -232,17 +442,22 @@ def verify_second_factor(request, code: str) -> Verification:
 
 @transaction.atomic
 def reset_two_factor(*, actor, user, reason: str) -> None:
-    """Remove a user's devices; they enrol again at their next sign-in."""
+    """Remove a user's devices (authenticator app, backup codes, passkeys); they enrol again
+    at their next sign-in."""
     removed = TOTPDevice.objects.filter(user=user).count()
     TOTPDevice.objects.filter(user=user).delete()
     BackupCodeDevice.objects.filter(user=user).delete()
-    ended = end_all_sessions(user)
+    passkeys = WebAuthnCredential.objects.filter(user=user)
+    passkeys_removed = passkeys.count()
+    passkeys.delete()
+    ended = end_all_sessions(user, actor=actor, reason="two_factor_reset")
     record(
         "device.reset_by_admin",
         actor=actor,
         target=user,
         reason=reason[:500],
         devices_removed=removed,
+        passkeys_removed=passkeys_removed,
         sessions_ended=ended,
     )
 
@@ -252,7 +467,7 @@ def deactivate_user(*, actor, user) -> None:
     """Stop a user signing in and end their sessions; the audit receiver records it."""
     user.is_active = False
     user.save(update_fields=["is_active"])
-    end_all_sessions(user)
+    end_all_sessions(user, actor=actor, reason="deactivated")
 
 
 @transaction.atomic
@@ -267,7 +482,9 @@ def unlock_sign_in(*, actor, user) -> int:
 @transaction.atomic
 def password_changed(*, actor, request) -> None:
     """After a password change: end every other session of the user."""
-    end_all_sessions(actor, keep_session_key=request.session.session_key)
+    end_all_sessions(
+        actor, keep_session_key=request.session.session_key, actor=actor, reason="password_changed"
+    )
 
 
 @transaction.atomic

@@ -15,6 +15,9 @@ from django.views.decorators.http import require_http_methods
 
 from accounts import account_page, services, your_data
 from accounts.forms import CodeForm, SignInForm
+from accounts.passkeys import PENDING_NAME_KEY, browser_configuration
+from accounts.step_up import step_up_prompt, step_up_required
+from accounts.user_agent import browser_and_system
 
 
 def _next_url(request) -> str:
@@ -68,9 +71,19 @@ def verify(request):
     return render(
         request,
         "accounts/verify.html",
-        {"form": form, "next": _next_url(request), "wait_seconds": wait_seconds},
+        {
+            "form": form,
+            "next": _next_url(request),
+            "wait_seconds": wait_seconds,
+            "passkey_config": _passkey_configuration(request),
+        },
         status=200 if not form.errors else 400,
     )
+
+
+def _passkey_configuration(request) -> dict | None:
+    """The passkey script's settings when the user has a passkey to verify with."""
+    return browser_configuration(request) if services.has_passkeys(request.user) else None
 
 
 def _qr_svg(uri: str) -> str:
@@ -138,7 +151,6 @@ def account(request):
         {
             "device": device,
             "codes_left": backup.codes_left() if backup else 0,
-            "form": CodeForm(numeric=True),
             "sections": account_page.sections(request),
         },
     )
@@ -147,20 +159,66 @@ def account(request):
 @never_cache
 @sensitive_post_parameters("code")
 @require_http_methods(["POST"])
-def regenerate_backup_codes(request):
-    """New backup codes replace the old ones; needs a fresh code from the authenticator app."""
-    form = CodeForm(request.POST, numeric=True)
-    device = services.confirmed_totp_device(request.user)
-    if form.is_valid() and device is not None:
-        result = services.check_code(request, device, form.cleaned_data["code"], kind="totp")
+def step_up(request):
+    """The step-up prompt's form (accounts.step_up): a right code returns to the action."""
+    target = _next_url(request)
+    form = CodeForm(request.POST)
+    if form.is_valid():
+        result = services.verify_second_factor(request, form.cleaned_data["code"], step_up=True)
         if result.ok:
-            codes = services.regenerate_backup_codes(actor=request.user)
-            return _show_backup_codes(request, codes, first_time=False)
-        message = result.message
+            return redirect(target)
+        form.add_error("code", result.message)
+    return step_up_prompt(request, next_url=target, form=form, status=400)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+@step_up_required
+def regenerate_backup_codes(request):
+    """New backup codes replace the old ones (GET asks, POST makes them)."""
+    if request.method == "POST":
+        codes = services.regenerate_backup_codes(actor=request.user)
+        return _show_backup_codes(request, codes, first_time=False)
+    backup = services.backup_device(request.user)
+    return render(
+        request,
+        "accounts/new_backup_codes.html",
+        {"codes_left": backup.codes_left() if backup else 0},
+    )
+
+
+@never_cache
+@require_http_methods(["GET"])
+def sessions(request):
+    """Where the user is signed in: browser and system, address, sign-in time and last
+    activity of each session, this one marked."""
+    current = services.current_session_hash(request)
+    rows = [
+        {
+            "id": session.pk,
+            "browser": browser_and_system(session.user_agent),
+            "ip_address": session.ip_address,
+            "started_at": session.started_at,
+            "last_seen_at": session.last_seen_at,
+            "current": session.key_hash == current,
+        }
+        for session in services.sessions_of(request.user)
+    ]
+    rows.sort(key=lambda row: not row["current"])
+    return render(request, "accounts/sessions.html", {"sessions": rows})
+
+
+@never_cache
+@require_http_methods(["POST"])
+def end_session(request, session_id: int):
+    """Sign out one of the user's other sessions (this one signs out with Sign out)."""
+    if services.is_current_session(request, session_id):
+        messages.error(request, "That is this session. Use Sign out to end it.")
+    elif services.end_session(actor=request.user, user=request.user, session_id=session_id):
+        messages.success(request, "That session was signed out.")
     else:
-        message = "Type the current code from your authenticator app."
-    messages.error(request, f"No new backup codes were made: {message} Your old ones still work.")
-    return redirect("accounts:account")
+        messages.info(request, "That session had already ended.")
+    return redirect("accounts:sessions")
 
 
 @never_cache
@@ -171,6 +229,76 @@ def download_your_data(request):
     return your_data.as_download(archive, request.user)
 
 
+@never_cache
+@require_http_methods(["POST"])
+def end_other_sessions(request):
+    ended = services.end_other_sessions(actor=request.user, request=request)
+    if ended:
+        plural = "session was" if ended == 1 else "sessions were"
+        messages.success(request, f"{ended} other {plural} signed out.")
+    else:
+        messages.info(request, "You were not signed in anywhere else.")
+    return redirect("accounts:sessions")
+
+
+@never_cache
+@require_http_methods(["GET"])
+def passkeys(request):
+    """The user's passkeys: each one's name, when it was added and last used; add, remove."""
+    return render(
+        request,
+        "accounts/passkeys.html",
+        {
+            "passkeys": services.passkeys_of(request.user),
+            "rp_id": settings.PASSKEY_RP_ID,
+            "name_max": services.PASSKEY_NAME_MAX,
+        },
+    )
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+@step_up_required
+def add_passkey(request):
+    """Name a new passkey (POST), then register it in the browser: the library's script
+    runs the ceremony against accounts.passkeys' views, which need this fresh second factor
+    and the name kept in the session."""
+    error = ""
+    name = request.POST.get("name", "")
+    if request.method == "POST":
+        try:
+            request.session[PENDING_NAME_KEY] = services.clean_passkey_name(name)
+        except ValueError as problem:
+            error = str(problem)
+        else:
+            return render(
+                request,
+                "accounts/passkey_register.html",
+                {
+                    "name": request.session[PENDING_NAME_KEY],
+                    "passkey_config": browser_configuration(request),
+                },
+            )
+    return render(
+        request,
+        "accounts/passkey_name.html",
+        {"name": name, "error": error, "name_max": services.PASSKEY_NAME_MAX},
+        status=400 if error else 200,
+    )
+
+
+@never_cache
+@require_http_methods(["POST"])
+def remove_passkey(request, passkey_id: int):
+    refusal = services.remove_passkey(actor=request.user, passkey_id=passkey_id)
+    if refusal:
+        messages.error(request, refusal)
+    else:
+        messages.success(request, "The passkey was removed. It no longer signs you in here.")
+    return redirect("accounts:passkeys")
+
+
+@method_decorator(step_up_required, name="dispatch")
 class PasswordChangeView(auth_views.PasswordChangeView):
     template_name = "accounts/password_change.html"
     success_url = reverse_lazy("accounts:account")

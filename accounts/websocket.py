@@ -3,8 +3,8 @@
 ``OTPMiddleware`` only runs for HTTP, so ``RequireVerifiedSession`` checks, for each socket,
 that the session's user is active and signed in with a confirmed second factor of their own,
 within the absolute session lifetime. ``VerifiedSessionConsumer`` is the base of every
-consumer: it closes the socket when the user's sessions are ended (password change, reset,
-deactivation) and re-checks its session every SESSION_RECHECK_SECONDS in case that message
+consumer: it closes the socket when its session is ended (by its owner or an admin, a password
+change, a reset, deactivation) and re-checks its session every SESSION_RECHECK_SECONDS in case that message
 was missed.
 """
 
@@ -23,6 +23,7 @@ from django.utils import timezone
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.models import Device
 
+from accounts.models import hashed_session_key
 from accounts.services import SIGNED_IN_AT_KEY, user_group
 from audit.log import record
 
@@ -44,7 +45,7 @@ def session_problem(scope) -> str | None:
     if (
         session.session_key is None
         or not Session.objects.filter(
-            session_key=session.session_key, expire_date__gt=timezone.now()
+            session_key=hashed_session_key(session.session_key), expire_date__gt=timezone.now()
         ).exists()
     ):
         return "session_ended"
@@ -124,7 +125,8 @@ class VerifiedSessionConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
 
     async def session_revoked(self, event):
-        if event.get("keep_session_key") != self.scope["session"].session_key:
+        key = self.scope["session"].session_key
+        if key is None or hashed_session_key(key) in event.get("sessions", ()):
             await self.close(code=CLOSE_SESSION_ENDED)
 
     async def _recheck_session(self):

@@ -7,6 +7,7 @@ docs/deploy.md lists every variable.
 """
 
 import datetime
+import ipaddress
 from pathlib import Path
 
 import dj_database_url
@@ -112,6 +113,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_otp",
+    "django_otp_webauthn",
     "axes",
     "project",
     "accounts",
@@ -334,6 +336,59 @@ SESSION_ENGINE = "accounts.sessions"
 # scan a QR code, short enough that a session left open (or one that outlived an admin's
 # reset of two-step verification) cannot enrol a new authenticator without the password.
 SESSION_ENROLMENT_WINDOW = 10 * 60
+
+
+def _is_ip_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _passkey_rp_id(hosts: list[str]) -> str:
+    """The first domain name in ALLOWED_HOSTS. WebAuthn scopes a passkey to a domain (its
+    relying party id) and browsers refuse an IP address as one, so a site reached only as
+    https://127.0.0.1:8443 cannot offer passkeys; the default hosts give "localhost"."""
+    for host in hosts:
+        name = host.lstrip(".")
+        if name and name != "*" and not _is_ip_address(name):
+            return name
+    return ""
+
+
+# Passkeys (django-otp-webauthn), a second factor next to the authenticator app.
+# The relying party id: the domain passkeys belong to; changing it later makes every
+# registered passkey unusable (people register them again).
+PASSKEY_RP_ID = env_str("PASSKEY_RP_ID", _passkey_rp_id(ALLOWED_HOSTS))
+if not PASSKEY_RP_ID or _is_ip_address(PASSKEY_RP_ID):
+    raise ImproperlyConfigured(
+        f"PASSKEY_RP_ID={PASSKEY_RP_ID!r} is not a domain name: browsers accept passkeys only "
+        "for one. Put the site's host name in ALLOWED_HOSTS or set PASSKEY_RP_ID to it."
+    )
+OTP_WEBAUTHN_RP_ID = PASSKEY_RP_ID
+OTP_WEBAUTHN_RP_NAME = SITE_NAME
+# The exact origins a passkey ceremony may come from: the ALLOWED_HOSTS on the relying
+# party's domain, over HTTPS on the public port. A ceremony relayed through any other origin
+# (a look-alike site, another port) is refused and recorded as passkey.failed.
+OTP_WEBAUTHN_ALLOWED_ORIGINS = _origins(
+    [
+        host.lstrip(".")
+        for host in ALLOWED_HOSTS
+        if host.lstrip(".") == PASSKEY_RP_ID or host.endswith("." + PASSKEY_RP_ID)
+    ],
+    "https",
+    PUBLIC_PORT,
+    443,
+)
+# Passkeys are a second factor after the password, never a sign-in on their own.
+OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN = False
+OTP_WEBAUTHN_HELPER_CLASS = "accounts.passkeys.PasskeyHelper"
+# Generating backup codes, changing the password, registering a passkey and creating an API
+# token need a second factor used within this many seconds (accounts.step_up): someone who
+# finds a session left open cannot take over the account with it, and a person doing several
+# such things in a row is asked once.
+STEP_UP_SECONDS = env_int("STEP_UP_SECONDS", 5 * 60, minimum=30, maximum=3600)
 
 # --- HTTP security -----------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.test import Client
 
-from accounts.models import SignInSession
+from accounts.models import SignInSession, hashed_session_key
 from accounts.services import SIGNED_IN_AT_KEY, deactivate_user, reset_two_factor
 from audit.models import AuditEvent
 from tests.support.personas import PASSWORD, login_2fa
@@ -95,8 +95,8 @@ def session_key(client) -> str:
 def test_after_a_password_change_the_session_is_still_known(employee, employee_client):
     change_password(employee_client)
 
-    keys = list(SignInSession.objects.filter(user=employee).values_list("session_key", flat=True))
-    assert keys == [session_key(employee_client)]
+    hashes = list(SignInSession.objects.filter(user=employee).values_list("key_hash", flat=True))
+    assert hashes == [hashed_session_key(session_key(employee_client))]
 
 
 def test_resetting_two_step_after_a_password_change_ends_that_session(
@@ -121,13 +121,15 @@ def test_deactivating_after_a_password_change_ends_that_session(
 
     deactivate_user(actor=admin_user, user=employee)
 
-    assert not Session.objects.filter(session_key=session_key(employee_client)).exists()
+    assert not Session.objects.filter(
+        session_key=hashed_session_key(session_key(employee_client))
+    ).exists()
     assert get(employee_client, "/accounts/")["Location"].startswith("/accounts/login/")
 
 
 def test_signing_out_forgets_the_session(employee, employee_client):
     key = employee_client.session.session_key
-    assert SignInSession.objects.filter(session_key=key).exists()
+    assert SignInSession.objects.filter(key_hash=hashed_session_key(key)).exists()
 
     employee_client.post("/accounts/logout/", REMOTE_ADDR=IP, secure=True)
 

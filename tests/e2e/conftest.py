@@ -2,6 +2,7 @@
 
 import base64
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from accounts.models import authenticator_code
-from tests.support.server import REPO, free_port, served_site, site_environment
+from tests.support.server import REPO, free_port, manage, served_site, site_environment
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = REPO / "var" / "e2e"
@@ -176,3 +177,13 @@ def sign_in(page, account: Account) -> None:
         page.fill("#id_code", account.next_code())
         page.click("button[type=submit]")
     page.wait_for_selector("header .user-name")
+
+
+def audit(site, action: str) -> list[dict]:
+    """The site's audit events of ``action``, oldest first (outcome and details)."""
+    code = (
+        "import json; from audit.models import AuditEvent; print(json.dumps([{'outcome': e.outcome,"
+        f" 'details': e.details}} for e in AuditEvent.objects.filter(action='{action}')"
+        ".order_by('sequence')]))"
+    )
+    return json.loads(manage("shell", "-c", code, env=site.env).strip().splitlines()[-1])

@@ -3,12 +3,14 @@
 Passwords are long so Django's validators never object.
 """
 
+import time
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django_otp import DEVICE_ID_SESSION_KEY
 
 from accounts.models import TOTPDevice, authenticator_code
-from accounts.services import create_user
+from accounts.services import SECOND_FACTOR_AT_KEY, create_user
 
 PASSWORD = "correct horse battery staple 42"
 
@@ -54,5 +56,14 @@ def login_2fa(client, user):
     client.force_login(user)
     session = client.session
     session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session[SECOND_FACTOR_AT_KEY] = time.time()
     session.save()
     return device
+
+
+def let_second_factor_age(client, seconds: float) -> None:
+    """Make ``client``'s second factor ``seconds`` older, as if that much time had passed
+    since it was proved (for step-up, accounts.step_up)."""
+    session = client.session
+    session[SECOND_FACTOR_AT_KEY] -= seconds
+    session.save()
