@@ -19,7 +19,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from accounts import roles
+from accounts import roles, signals
 from accounts.models import BackupCodeDevice, SignInSession, TOTPDevice
 from audit.log import record
 
@@ -245,6 +245,7 @@ def reset_two_factor(*, actor, user, reason: str) -> None:
         devices_removed=removed,
         sessions_ended=ended,
     )
+    signals.second_factor_reset.send(sender=reset_two_factor, actor=actor, user=user)
 
 
 @transaction.atomic
@@ -253,6 +254,7 @@ def deactivate_user(*, actor, user) -> None:
     user.is_active = False
     user.save(update_fields=["is_active"])
     end_all_sessions(user)
+    signals.user_deactivated.send(sender=deactivate_user, actor=actor, user=user)
 
 
 @transaction.atomic
