@@ -22,6 +22,7 @@ AREAS = {
     "users": "users and groups (admin, commands, shell)",
     "security": "refusals and probes",
     "chat": "conversations and answers",
+    "api": "API tokens and calls",
     "audit": "the audit log itself",
     "operations": "keys, workers and backups",
 }
@@ -70,6 +71,19 @@ CATALOGUE: dict[str, Action] = {
         Action("generation.done", "chat", "token counts, time to first token, duration"),
         Action("generation.cancelled", "chat", "as generation.done"),
         Action("generation.failed", "chat", "as generation.done; the reason where known"),
+        Action("token.created", "api", "owner, name, scopes, days"),
+        Action("token.revoked", "api", "owner, name, why (owner, admin, deactivation, reset)"),
+        Action("token.expired", "api", "name; at the first use after expiry"),
+        Action(
+            "api.refused",
+            "api",
+            "why: bad, expired or revoked token, scope, a limit; bad tokens rate-limited",
+        ),
+        Action(
+            "api.completion",
+            "api",
+            "endpoint, model, token counts, duration, finish reason; never the text",
+        ),
         Action("audit.viewed", "audit", "list or detail page, the filter in use"),
         Action("audit.exported", "audit", "format, filter and row count"),
         Action("audit.verified", "audit", "events checked, first bad sequence"),

@@ -105,6 +105,7 @@ INSTALLED_APPS = [
     "project",
     "accounts",
     "chat",
+    "api",
     "audit",
 ]
 
@@ -392,6 +393,19 @@ WORKER_HEARTBEAT_SECONDS = 2
 WORKER_HEARTBEAT_TTL = 10
 # The embedded profile runs the worker inside the web process.
 EMBEDDED_WORKER = env_bool("EMBEDDED_WORKER", not env_str("REDIS_URL"))
+
+# --- API (/v1) ---------------------------------------------------------------------------
+
+# A personal token's lifetime when its owner does not choose one, in days.
+API_TOKEN_DEFAULT_DAYS = env_int("API_TOKEN_DEFAULT_DAYS", 30, minimum=1)
+# The longest a personal token may last, in days: a leaked token stops on its own.
+API_TOKEN_MAX_DAYS = env_int("API_TOKEN_MAX_DAYS", 90, minimum=1, maximum=3650)
+# API calls one token may make a minute: more than a script needs, less than a runaway loop.
+API_REQUESTS_PER_MINUTE = env_int("API_REQUESTS_PER_MINUTE", 60, minimum=1)
+# Prompt plus answer tokens one token may use a day (UTC): a few hundred long answers.
+API_TOKENS_PER_DAY = env_int("API_TOKENS_PER_DAY", 200_000, minimum=1)
+# Keep API chat calls as conversations (encrypted); otherwise streamed and forgotten.
+API_STORE_CONVERSATIONS = env_bool("API_STORE_CONVERSATIONS", False)
 
 # --- Audit log ---------------------------------------------------------------------------
 

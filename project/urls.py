@@ -10,6 +10,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("accounts/", include("accounts.urls")),
     path("chat/", include("chat.urls")),
+    path("tokens/", include("api.urls")),
     # One way in: the admin's own sign-in page hands over to the two-step one.
     path(
         "admin/login/",
