@@ -122,6 +122,9 @@ MIDDLEWARE = [
     # Prometheus' /metrics, for METRICS_NETWORKS only: after the network check, before
     # sessions and the second-factor check (Prometheus cannot sign in).
     "core.metrics_endpoint.MetricsEndpointMiddleware",
+    # The API (/v1): after the network check, before sessions, CSRF and sign-in, which it
+    # never uses (api.middleware says why).
+    "api.middleware.api_middleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
