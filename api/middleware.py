@@ -6,9 +6,8 @@ It sits after the internal-network check and the request context (the same polic
 as every page) and answers unknown /v1 paths with OpenAI's 404 object.
 """
 
-from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import markcoroutinefunction
 from django.urls import Resolver404, resolve
-from django.utils.decorators import sync_and_async_middleware
 
 from api.errors import not_found
 
@@ -33,21 +32,19 @@ async def _answer(request):
     return response
 
 
-@sync_and_async_middleware
 def api_middleware(get_response):
-    if iscoroutinefunction(get_response):
+    """Async only: the API's answers wait on the channel layer on the server's event loop,
+    and the middleware outside this one (all able to run either way) then run there too,
+    instead of holding a thread for each call. Django wraps the synchronous middleware
+    inside this one for every other request."""
 
-        async def middleware(request):
-            if is_api(request):
-                return await _answer(request)
-            return await get_response(request)
+    async def middleware(request):
+        if is_api(request):
+            return await _answer(request)
+        return await get_response(request)
 
-        markcoroutinefunction(middleware)
-    else:
+    return markcoroutinefunction(middleware)
 
-        def middleware(request):
-            if is_api(request):
-                return async_to_sync(_answer)(request)
-            return get_response(request)
 
-    return middleware
+api_middleware.async_capable = True
+api_middleware.sync_capable = False
