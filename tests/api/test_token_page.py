@@ -114,3 +114,36 @@ def test_an_admin_revokes_anyones_token_in_the_admin(admin_client_secure, admin_
     event = AuditEvent.objects.get(action="token.revoked")
     assert event.actor == admin_user
     assert event.details["reason"] == "by_admin"
+
+
+def test_an_admin_sees_usage_per_person_token_day_and_model(admin_client_secure, employee):
+    from api import services
+    from api.models import ApiUsage
+
+    token, _ = services.create_api_token(actor=employee, user=employee, name="notebook")
+    services.record_call(
+        token=token,
+        endpoint="chat.completions",
+        model_name="SmolLM2-135M-Instruct",
+        prompt_tokens=30,
+        completion_tokens=12,
+        duration_ms=800,
+    )
+    services.record_call(
+        token=token,
+        endpoint="chat.completions",
+        model_name="SmolLM2-135M-Instruct",
+        prompt_tokens=10,
+        completion_tokens=5,
+        duration_ms=300,
+    )
+
+    usage = ApiUsage.objects.get()
+    assert (usage.requests, usage.prompt_tokens, usage.completion_tokens) == (2, 40, 17)
+    page = admin_client_secure.get(
+        f"/admin/api/apiusage/?q={employee.username}", REMOTE_ADDR=IP, secure=True
+    )
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "SmolLM2-135M-Instruct" in text
+    assert ">57<" in text
