@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_otp_webauthn.models import WebAuthnCredential
 
-from accounts import roles
+from accounts import roles, signals
 from accounts.models import (
     BackupCodeDevice,
     DirectoryAccount,
@@ -460,6 +460,7 @@ def reset_two_factor(*, actor, user, reason: str) -> None:
         passkeys_removed=passkeys_removed,
         sessions_ended=ended,
     )
+    signals.second_factor_reset.send(sender=reset_two_factor, actor=actor, user=user)
 
 
 @transaction.atomic
@@ -468,6 +469,7 @@ def deactivate_user(*, actor, user) -> None:
     user.is_active = False
     user.save(update_fields=["is_active"])
     end_all_sessions(user, actor=actor, reason="deactivated")
+    signals.user_deactivated.send(sender=deactivate_user, actor=actor, user=user)
 
 
 @transaction.atomic

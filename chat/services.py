@@ -89,8 +89,16 @@ def fail_stale_answers(*, actor, request=None, scope=None) -> int:
     return ended
 
 
+# Answers being written that are not stored messages (API calls the site does not keep):
+# other apps register a function of the user here, so one limit covers every way in.
+UNSTORED_GENERATION_COUNTERS: list = []
+
+
 def generations_running(user) -> int:
-    return Message.objects.filter(conversation__user=user, status=Message.Status.STREAMING).count()
+    stored = Message.objects.filter(
+        conversation__user=user, status=Message.Status.STREAMING
+    ).count()
+    return stored + sum(count(user) for count in UNSTORED_GENERATION_COUNTERS)
 
 
 @dataclass(frozen=True)

@@ -101,3 +101,11 @@ def embed_texts(texts: list[str]) -> np.ndarray:
         normalised = torch.nn.functional.normalize(pooled, p=2, dim=1)
         rows.append(normalised.float().cpu().numpy())
     return np.ascontiguousarray(np.concatenate(rows), dtype=np.float32)
+
+
+def count_tokens(texts: list[str]) -> int:
+    """Word pieces the model reads for ``texts`` (truncated as embed_texts truncates them),
+    as /v1/embeddings reports them in usage.prompt_tokens."""
+    tokenizer, _, _ = _model()
+    encoded = tokenizer(list(texts), truncation=True, max_length=MAX_TOKENS)
+    return sum(len(ids) for ids in encoded["input_ids"])

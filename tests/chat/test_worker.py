@@ -109,3 +109,28 @@ async def test_a_newcomer_is_accepted_while_a_step_runs(monkeypatch):
     # Its prompt was encoded beside the first step, not after it: it was in by that step's
     # end, ready to join the next one.
     assert "second" in seen_at_step_end[0]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_answer_without_a_message_is_streamed_and_never_stored():
+    from asgiref.sync import sync_to_async
+
+    from audit.models import AuditEvent
+    from chat.models import Message
+
+    async with running_worker("w"):
+        layer = get_channel_layer()
+        reply_to = await layer.new_channel()
+        request = _generate("unkept", reply_to)
+        request["message_id"] = ""
+        await layer.send(messages.REQUESTS_CHANNEL, request)
+        received = []
+        while not received or received[-1]["type"] != messages.DONE:
+            received.append(await asyncio.wait_for(layer.receive(reply_to), 10))
+
+    text = "".join(m["text"] for m in received if m["type"] == messages.DELTA)
+    assert text == "Paris is the capital of France."
+    assert received[-1]["finish_reason"] == "stop"
+    assert await sync_to_async(Message.objects.count)() == 0
+    actions = await sync_to_async(list)(AuditEvent.objects.values_list("action", flat=True))
+    assert not [a for a in actions if a.startswith("generation.")]
