@@ -146,3 +146,15 @@ def test_the_revoke_command_revokes_by_name(employee):
     assert services.authenticate(text, source="10.0.0.1") is services.REVOKED
     with pytest.raises(CommandError, match="no live token named 'ci'"):
         call_command("revoke_api_token", employee.username, "ci", stdout=StringIO())
+
+
+def test_erasing_the_user_deletes_their_tokens(employee, admin_user):
+    from accounts.erasure import erase_user
+
+    _, text = make(employee)
+
+    erased = erase_user(actor=admin_user, user=employee, reason="request to be forgotten")
+
+    assert erased["api_tokens"] == 1
+    assert not ApiToken.objects.filter(user=employee).exists()
+    assert services.authenticate(text, source="10.0.0.1") is services.UNKNOWN
