@@ -22,4 +22,4 @@ def delete_on_erasure(sender, *, actor, user, **kwargs) -> dict[str, int]:
     services.revoke_tokens_of(actor=actor, user=user, reason="user_erased")
     tokens = user.api_tokens.count()
     user.api_tokens.all().delete()
-    return {"api_tokens": tokens}
+    return {"api_tokens": tokens} if tokens else {}
