@@ -133,10 +133,10 @@ class ChatConsumer(VerifiedSessionConsumer):
             )
             return
         try:
-            if isinstance(frame, protocol.ChatSend):
-                await self._send_message(frame)
-            else:
+            if isinstance(frame, protocol.ChatStop):
                 await self._stop(frame)
+            else:
+                await self._send_message(frame)
         except protocol.ProtocolError as error:
             await self.send_json(error.frame())
         except OUTAGES as error:
@@ -153,7 +153,36 @@ class ChatConsumer(VerifiedSessionConsumer):
                 ).frame()
             )
 
-    async def _send_message(self, frame: protocol.ChatSend) -> None:
+    def _start_turn(self, frame, model_name: str) -> services.Turn:
+        """Store what ``frame`` asks for (a question, a new version of the latest answer, an
+        edited question) with an empty answer to be written."""
+        if isinstance(frame, protocol.ChatRegenerate):
+            return services.regenerate(
+                actor=self.user,
+                conversation_id=frame.conversation,
+                model_name=model_name,
+                scope=self.scope,
+            )
+        if isinstance(frame, protocol.ChatEdit):
+            return services.edit_and_resend(
+                actor=self.user,
+                conversation_id=frame.conversation,
+                message_id=frame.message,
+                content=frame.content,
+                model_name=model_name,
+                scope=self.scope,
+            )
+        return services.start_turn(
+            actor=self.user,
+            conversation_id=frame.conversation,
+            content=frame.content,
+            model_name=model_name,
+            scope=self.scope,
+        )
+
+    async def _send_message(
+        self, frame: protocol.ChatSend | protocol.ChatRegenerate | protocol.ChatEdit
+    ) -> None:
         client_id = frame.client_id
         listed = await sync_to_async(registry.live_workers)()
         workers = [w for w in listed if w.get("state") == "ready"]
@@ -175,13 +204,17 @@ class ChatConsumer(VerifiedSessionConsumer):
                 client_id,
             )
         try:
-            turn = await database_sync_to_async(services.start_turn)(
-                actor=self.user,
-                conversation_id=frame.conversation,
-                content=frame.content,
-                model_name=workers[0].get("model", ""),
-                scope=self.scope,
+            turn = await database_sync_to_async(self._start_turn)(
+                frame, workers[0].get("model", "")
             )
+        except services.MessageNotFound:
+            raise protocol.ProtocolError(
+                protocol.NOT_FOUND,
+                "That message is no longer in the conversation as shown; reload it and try again."
+                if isinstance(frame, protocol.ChatEdit)
+                else "There is no answer to regenerate at the end of this conversation.",
+                client_id,
+            ) from None
         except services.ConversationNotFound:
             await database_sync_to_async(self._record_not_found)(frame.conversation)
             raise protocol.ProtocolError(

@@ -19,6 +19,16 @@ class Conversation(models.Model):
     title = EncryptedTextField(help_text="Encrypted with the chat keyring.")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # The last message of the thread shown: the path from it up through each message's
+    # parent is the conversation as it reads now. Other branches are earlier versions.
+    current_leaf = models.ForeignKey(
+        "Message",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The last message of the version of the conversation shown.",
+    )
 
     class Meta:
         ordering = ["-updated_at"]
@@ -43,6 +53,11 @@ class Message(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    # The message this one follows (None for a first question). Messages with the same
+    # parent are versions of each other: a regenerated answer, an edited question.
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
     )
     role = models.CharField(max_length=16, choices=Role.choices)
     content = EncryptedTextField(blank=True, help_text="Encrypted with the chat keyring.")

@@ -1,6 +1,7 @@
 """The frames between the browser and the chat socket (docs/architecture.md, "Frames").
 
-``parse()`` turns a text frame into a ``ChatSend`` or ``ChatStop`` or raises
+``parse()`` turns a text frame into a ``ChatSend``, ``ChatRegenerate``, ``ChatEdit`` or
+``ChatStop`` or raises
 ``ProtocolError`` with one of the stable error codes below; the consumer answers it with an
 ``error`` frame and keeps the socket open. ``chat_started()``, ``chat_delta()`` and
 ``chat_done()`` build the frames the server sends, ``ProtocolError.frame()`` its errors.
@@ -103,17 +104,37 @@ class ChatSend:
 
 
 @dataclass(frozen=True)
+class ChatRegenerate:
+    """A new version of the conversation's latest answer."""
+
+    conversation: uuid.UUID
+    client_id: str
+    params: dict
+
+
+@dataclass(frozen=True)
+class ChatEdit:
+    """Ask the question ``message`` of the conversation again as ``content``."""
+
+    conversation: uuid.UUID
+    message: uuid.UUID
+    content: str
+    client_id: str
+    params: dict
+
+
+@dataclass(frozen=True)
 class ChatStop:
     conversation: uuid.UUID
 
 
-def _uuid(value, field: str, client_id=None) -> uuid.UUID:
+def _uuid(value, field: str, client_id=None, what="conversation") -> uuid.UUID:
     if isinstance(value, str):
         try:
             return uuid.UUID(value)
         except ValueError:
             pass
-    raise ProtocolError(BAD_FRAME, f"`{field}` must be a conversation id.", client_id)
+    raise ProtocolError(BAD_FRAME, f"`{field}` must be a {what} id.", client_id)
 
 
 def _fields(frame: dict, required: set, optional: set, client_id=None) -> None:
@@ -129,7 +150,7 @@ def _fields(frame: dict, required: set, optional: set, client_id=None) -> None:
         )
 
 
-def parse(text: str | None) -> ChatSend | ChatStop:
+def parse(text: str | None) -> ChatSend | ChatRegenerate | ChatEdit | ChatStop:
     if text is None:
         raise ProtocolError(BAD_FRAME, "Send JSON text frames, not binary ones.")
     # "surrogatepass": a lone surrogate is measured here and refused by parse_json().
@@ -147,16 +168,36 @@ def parse(text: str | None) -> ChatSend | ChatStop:
     kind = frame.get("type")
     if kind == "chat.send":
         return _chat_send(frame, client_id)
+    if kind == "chat.regenerate":
+        _fields(frame, {"conversation", "client_id"}, {"params"}, client_id)
+        _require_client_id(client_id)
+        return ChatRegenerate(
+            _uuid(frame["conversation"], "conversation", client_id),
+            client_id,
+            _params(frame, client_id),
+        )
+    if kind == "chat.edit":
+        _fields(frame, {"conversation", "message", "content", "client_id"}, {"params"}, client_id)
+        _require_client_id(client_id)
+        return ChatEdit(
+            _uuid(frame["conversation"], "conversation", client_id),
+            _uuid(frame["message"], "message", client_id, what="message"),
+            _content(frame, client_id),
+            client_id,
+            _params(frame, client_id),
+        )
     if kind == "chat.stop":
         _fields(frame, {"conversation"}, set())
         return ChatStop(_uuid(frame["conversation"], "conversation"))
     raise ProtocolError(UNKNOWN_TYPE, f"Unknown frame type {str(kind)[:40]!r}.", client_id)
 
 
-def _chat_send(frame: dict, client_id) -> ChatSend:
-    _fields(frame, {"conversation", "content", "client_id"}, {"params"}, client_id)
+def _require_client_id(client_id) -> None:
     if client_id is None:
         raise ProtocolError(BAD_FRAME, "`client_id` must be a string.")
+
+
+def _content(frame: dict, client_id) -> str:
     content = frame["content"]
     if not isinstance(content, str) or not content.strip():
         raise ProtocolError(BAD_FRAME, "Type a message first.", client_id)
@@ -167,10 +208,20 @@ def _chat_send(frame: dict, client_id) -> ChatSend:
             f"{settings.CHAT_MAX_MESSAGE_CHARS}. Shorten it or split it up.",
             client_id,
         )
-    conversation = frame["conversation"]
-    conversation = None if conversation is None else _uuid(conversation, "conversation", client_id)
+    return content
+
+
+def _params(frame: dict, client_id) -> dict:
     try:
-        params = SamplingParams.from_frame(frame.get("params", {}))
+        return SamplingParams.from_frame(frame.get("params", {}))
     except ValueError as error:
         raise ProtocolError(BAD_FRAME, str(error), client_id) from None
-    return ChatSend(conversation, content, client_id, params)
+
+
+def _chat_send(frame: dict, client_id) -> ChatSend:
+    _fields(frame, {"conversation", "content", "client_id"}, {"params"}, client_id)
+    _require_client_id(client_id)
+    content = _content(frame, client_id)
+    conversation = frame["conversation"]
+    conversation = None if conversation is None else _uuid(conversation, "conversation", client_id)
+    return ChatSend(conversation, content, client_id, _params(frame, client_id))

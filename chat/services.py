@@ -3,6 +3,7 @@ in the same transaction."""
 
 import datetime
 import json
+import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -41,15 +42,69 @@ def title_from(content: str) -> str:
     return line if len(line) <= TITLE_MAX else line[: TITLE_MAX - 1].rstrip() + "…"
 
 
+class MessageNotFound(Exception):
+    """The message is not one of the conversation's, or not one that may be used so."""
+
+
+@dataclass(frozen=True)
+class Versions:
+    """Which messages of a conversation follow which: ``children`` by parent id (None for
+    the first questions), oldest first, and each message's parent."""
+
+    children: dict
+    parent: dict
+
+    @classmethod
+    def of(cls, conversation: Conversation) -> "Versions":
+        children, parent = {}, {}
+        rows = conversation.messages.order_by("created_at").values_list("pk", "parent_id")
+        for pk, parent_id in rows:
+            children.setdefault(parent_id, []).append(pk)
+            parent[pk] = parent_id
+        return cls(children, parent)
+
+    def siblings(self, pk) -> list:
+        """The versions of a message, itself included, oldest first."""
+        return self.children.get(self.parent.get(pk), [pk])
+
+    def latest_leaf(self, pk):
+        """The end of the newest branch below ``pk``: what a version shows when chosen."""
+        while self.children.get(pk):
+            pk = self.children[pk][-1]
+        return pk
+
+    def path_to(self, leaf) -> list:
+        ids = []
+        while leaf is not None and leaf in self.parent:
+            ids.append(leaf)
+            leaf = self.parent[leaf]
+        ids.reverse()
+        return ids
+
+
+def thread(conversation: Conversation, versions: Versions | None = None) -> list[Message]:
+    """The conversation as it reads now, oldest first: the path up to its current leaf."""
+    versions = versions or Versions.of(conversation)
+    # Read afresh: another request may have moved it since ``conversation`` was loaded.
+    leaf = Conversation.objects.filter(pk=conversation.pk).values_list("current_leaf_id")[0][0]
+    if leaf not in versions.parent:
+        # No thread chosen yet (or its last message is gone): the newest branch.
+        leaf = versions.latest_leaf(None)
+    ids = versions.path_to(leaf)
+    rows = {m.pk: m for m in conversation.messages.filter(pk__in=ids)}
+    return [rows[pk] for pk in ids]
+
+
 def history(conversation: Conversation, *, before: Message | None = None) -> list[dict]:
-    """The conversation so far, oldest first, as the engine takes it; empty answers skipped."""
-    messages = conversation.messages.exclude(status=Message.Status.STREAMING)
+    """The thread shown so far, oldest first, as the engine takes it; empty answers and an
+    answer being written are skipped. ``before``: only what comes before that message."""
+    messages = thread(conversation)
     if before is not None:
-        messages = messages.filter(created_at__lt=before.created_at)
+        messages = messages[: [m.pk for m in messages].index(before.pk)]
     return [
         {"role": message.role, "content": message.content}
-        for message in messages.order_by("created_at")
-        if message.content
+        for message in messages
+        if message.content and message.status != Message.Status.STREAMING
     ]
 
 
@@ -103,6 +158,40 @@ class GenerationInProgress(Exception):
     """The conversation already has an answer being written."""
 
 
+def _locked(actor, conversation_id) -> Conversation:
+    """The actor's conversation, locked against a second turn starting at the same time."""
+    conversation = conversation_of(actor, conversation_id)
+    Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
+    if conversation.messages.filter(status=Message.Status.STREAMING).exists():
+        raise GenerationInProgress
+    return conversation
+
+
+def _ask(conversation: Conversation, *, parent_id, content: str, model_name: str):
+    """A question after ``parent_id`` and the empty answer to stream into; they become the
+    end of the thread shown."""
+    question = Message.objects.create(
+        conversation=conversation, parent_id=parent_id, role=Message.Role.USER, content=content
+    )
+    answer = _empty_answer(conversation, question, model_name)
+    return question, answer
+
+
+def _empty_answer(conversation: Conversation, question: Message, model_name: str) -> Message:
+    answer = Message.objects.create(
+        conversation=conversation,
+        parent=question,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.STREAMING,
+        model_name=model_name[:MODEL_NAME_MAX],
+    )
+    conversation.current_leaf = answer
+    Conversation.objects.filter(pk=conversation.pk).update(
+        current_leaf=answer, updated_at=timezone.now()
+    )
+    return answer
+
+
 @transaction.atomic
 def start_turn(*, actor, conversation_id, content: str, model_name: str, scope=None) -> Turn:
     """Store the user's message and an empty answer to be streamed into; returns what the
@@ -111,21 +200,14 @@ def start_turn(*, actor, conversation_id, content: str, model_name: str, scope=N
     if new:
         conversation = Conversation.objects.create(user=actor, title=title_from(content))
         record("conversation.created", actor=actor, scope=scope, target=conversation)
+        parent_id = None
     else:
-        conversation = conversation_of(actor, conversation_id)
-        Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
-        if conversation.messages.filter(status=Message.Status.STREAMING).exists():
-            raise GenerationInProgress
-    question = Message.objects.create(
-        conversation=conversation, role=Message.Role.USER, content=content
+        conversation = _locked(actor, conversation_id)
+        shown = thread(conversation)
+        parent_id = shown[-1].pk if shown else None
+    question, answer = _ask(
+        conversation, parent_id=parent_id, content=content, model_name=model_name
     )
-    answer = Message.objects.create(
-        conversation=conversation,
-        role=Message.Role.ASSISTANT,
-        status=Message.Status.STREAMING,
-        model_name=model_name[:MODEL_NAME_MAX],
-    )
-    Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
     record(
         "message.sent",
         actor=actor,
@@ -135,6 +217,83 @@ def start_turn(*, actor, conversation_id, content: str, model_name: str, scope=N
         message_id=str(question.pk),
     )
     return Turn(conversation, question, answer, history(conversation), new)
+
+
+@transaction.atomic
+def regenerate(*, actor, conversation_id, model_name: str, scope=None) -> Turn:
+    """A new version of the latest answer: the one shown stays as an earlier version.
+    MessageNotFound when the conversation does not end with an answer."""
+    conversation = _locked(actor, conversation_id)
+    shown = thread(conversation)
+    if not shown or shown[-1].role != Message.Role.ASSISTANT or shown[-1].parent_id is None:
+        raise MessageNotFound
+    replaced = shown[-1]
+    question = shown[-2]
+    answer = _empty_answer(conversation, question, model_name)
+    record(
+        "generation.regenerated",
+        actor=actor,
+        scope=scope,
+        target=conversation,
+        message_id=str(answer.pk),
+        replaces=str(replaced.pk),
+        version=len(Versions.of(conversation).siblings(answer.pk)),
+    )
+    return Turn(conversation, question, answer, history(conversation), False)
+
+
+@transaction.atomic
+def edit_and_resend(
+    *, actor, conversation_id, message_id, content: str, model_name: str, scope=None
+) -> Turn:
+    """Ask the question ``message_id`` again as ``content``: the conversation continues from
+    it, and what followed the old question stays reachable as an earlier version.
+    MessageNotFound unless ``message_id`` is a question of the thread shown."""
+    conversation = _locked(actor, conversation_id)
+    shown = {m.pk: m for m in thread(conversation)}
+    try:
+        replaced = shown[uuid.UUID(str(message_id))]
+    except (KeyError, ValueError):
+        raise MessageNotFound from None
+    if replaced.role != Message.Role.USER:
+        raise MessageNotFound
+    question, answer = _ask(
+        conversation, parent_id=replaced.parent_id, content=content, model_name=model_name
+    )
+    record(
+        "message.edited",
+        actor=actor,
+        scope=scope,
+        target=conversation,
+        content_length=len(content),
+        message_id=str(question.pk),
+        replaces=str(replaced.pk),
+    )
+    return Turn(conversation, question, answer, history(conversation), False)
+
+
+@transaction.atomic
+def show_version(*, actor, conversation: Conversation, message_id, request=None) -> None:
+    """Show the version ``message_id`` (and the newest thread below it); the next question
+    continues from there. MessageNotFound when it is not a message of the conversation;
+    GenerationInProgress while an answer is being written in it."""
+    conversation = _locked(actor, conversation.pk)
+    versions = Versions.of(conversation)
+    try:
+        chosen = uuid.UUID(str(message_id))
+    except ValueError:
+        raise MessageNotFound from None
+    if chosen not in versions.parent:
+        raise MessageNotFound
+    conversation.current_leaf_id = versions.latest_leaf(chosen)
+    conversation.save(update_fields=["current_leaf"])
+    record(
+        "conversation.version_shown",
+        actor=actor,
+        request=request,
+        target=conversation,
+        message_id=str(chosen),
+    )
 
 
 FINISH_STATUS = {
@@ -227,23 +386,35 @@ def delete(*, actor, conversation: Conversation, request=None) -> None:
 
 
 def _as_markdown(conversation: Conversation, messages) -> str:
+    versions = Versions.of(conversation)
+    shown = thread(conversation, versions)
+    shown_ids = {m.pk for m in shown}
     lines = [f"# {conversation.title}", ""]
-    for message in messages:
-        who = "You" if message.role == Message.Role.USER else f"Assistant ({message.model_name})"
-        stamp = message.created_at.strftime("%Y-%m-%d %H:%M UTC")
-        note = (
-            ""
-            if message.status == Message.Status.COMPLETE
-            else f" — {message.get_status_display()}"
-        )
-        lines += [f"## {who}, {stamp}{note}", "", message.content, ""]
+    for message in shown:
+        lines += _markdown_message(message, versions)
+    earlier = [m for m in messages if m.pk not in shown_ids]
+    if earlier:
+        lines += ["---", "", "# Earlier versions", ""]
+        for message in earlier:
+            lines += _markdown_message(message, versions)
     return "\n".join(lines)
+
+
+def _markdown_message(message: Message, versions: Versions) -> list[str]:
+    who = "You" if message.role == Message.Role.USER else f"Assistant ({message.model_name})"
+    stamp = message.created_at.strftime("%Y-%m-%d %H:%M UTC")
+    note = "" if message.status == Message.Status.COMPLETE else f" — {message.get_status_display()}"
+    siblings = versions.siblings(message.pk)
+    if len(siblings) > 1:
+        note += f" (version {siblings.index(message.pk) + 1} of {len(siblings)})"
+    return [f"## {who}, {stamp}{note}", "", message.content, ""]
 
 
 def message_as_dict(message: Message) -> dict:
     """A message as the chat API and the JSON export show it."""
     return {
         "id": str(message.pk),
+        "parent": str(message.parent_id) if message.parent_id else None,
         "role": message.role,
         "content": message.content,
         "status": message.status,
@@ -251,15 +422,29 @@ def message_as_dict(message: Message) -> dict:
         "created_at": message.created_at.isoformat(),
         "prompt_tokens": message.prompt_tokens,
         "completion_tokens": message.completion_tokens,
+        "time_to_first_token_ms": message.time_to_first_token_ms,
+        "duration_ms": message.duration_ms,
     }
 
 
+def thread_as_dicts(conversation: Conversation) -> list[dict]:
+    """The thread shown, each message with the ids of its versions (itself included)."""
+    versions = Versions.of(conversation)
+    return [
+        {**message_as_dict(m), "versions": [str(pk) for pk in versions.siblings(m.pk)]}
+        for m in thread(conversation, versions)
+    ]
+
+
 def _as_json(conversation: Conversation, messages) -> str:
+    """Every message, earlier versions too: ``parent`` links each to the one it follows and
+    ``thread`` lists the ids of the version shown."""
     return json.dumps(
         {
             "id": str(conversation.pk),
             "title": conversation.title,
             "created_at": conversation.created_at.isoformat(),
+            "thread": [str(m.pk) for m in thread(conversation)],
             "messages": [message_as_dict(m) for m in messages],
         },
         ensure_ascii=False,

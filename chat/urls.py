@@ -18,6 +18,11 @@ urlpatterns = [
         name="delete",
     ),
     path(
+        "api/conversations/<uuid:conversation_id>/version",
+        views.conversation_show_version,
+        name="show_version",
+    ),
+    path(
         "conversations/<uuid:conversation_id>/export.md",
         views.conversation_export,
         {"export_format": "md"},

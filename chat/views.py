@@ -95,9 +95,56 @@ def conversation_detail(request, conversation_id):
         {
             "id": str(conversation.pk),
             "title": conversation.title,
-            "messages": [
-                services.message_as_dict(m) for m in conversation.messages.order_by("created_at")
-            ],
+            "messages": services.thread_as_dicts(conversation),
+        }
+    )
+
+
+def _json_object(request, example: str):
+    """The request's JSON object body, or a 400 response saying what to send."""
+    if len(request.body) > TITLE_BODY_MAX:
+        return None, _error(400, "too_large", "That request is too large.")
+    try:
+        body = parse_json(request.body)
+    except JSONInputError as error:
+        return None, _error(400, "bad_request", f"{error} Send JSON like {example}.")
+    if not isinstance(body, dict):
+        return None, _error(400, "bad_request", f"Send JSON like {example}.")
+    return body, None
+
+
+@require_POST
+@employees_only
+def conversation_show_version(request, conversation_id):
+    """Show another version of a message; answers with the conversation as it then reads."""
+    try:
+        conversation = services.conversation_of(request.user, conversation_id)
+    except services.ConversationNotFound:
+        return _not_found(request, conversation_id)
+    body, error = _json_object(request, '{"message": "<message id>"}')
+    if error:
+        return error
+    try:
+        services.show_version(
+            actor=request.user,
+            conversation=conversation,
+            message_id=body.get("message"),
+            request=request,
+        )
+    except services.MessageNotFound:
+        return _error(404, "not_found", "That version is not in this conversation any more.")
+    except services.GenerationInProgress:
+        return _error(
+            409,
+            "generation_in_progress",
+            "An answer is still being written in this conversation; wait or stop it first.",
+        )
+    conversation.refresh_from_db()
+    return JsonResponse(
+        {
+            "id": str(conversation.pk),
+            "title": conversation.title,
+            "messages": services.thread_as_dicts(conversation),
         }
     )
 
