@@ -238,6 +238,7 @@ class ChatConsumer(VerifiedSessionConsumer):
         await self.send_json(
             protocol.chat_started(
                 conversation=stream.conversation_id,
+                question=str(turn.question.pk),
                 message=stream.message_id,
                 model=turn.answer.model_name,
                 client_id=client_id,
@@ -342,6 +343,8 @@ class ChatConsumer(VerifiedSessionConsumer):
                 message=stream.message_id,
                 finish_reason=event["finish_reason"],
                 usage=event.get("usage"),
+                time_to_first_token_ms=event.get("time_to_first_token_ms"),
+                duration_ms=event.get("duration_ms"),
             )
         )
 

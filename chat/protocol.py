@@ -68,11 +68,16 @@ class ProtocolError(Exception):
         return frame
 
 
-def chat_started(*, conversation: str, message: str, model: str, client_id: str) -> dict:
-    """An answer to the browser's ``chat.send`` (``client_id``) is being written."""
+def chat_started(
+    *, conversation: str, question: str, message: str, model: str, client_id: str
+) -> dict:
+    """An answer (``message``) to the question ``question`` that the browser's
+    ``chat.send``, ``chat.regenerate`` or ``chat.edit`` (``client_id``) asked is being
+    written."""
     return {
         "type": "chat.started",
         "conversation": conversation,
+        "question": question,
         "message": message,
         "model": model,
         "client_id": client_id,
@@ -84,13 +89,23 @@ def chat_delta(*, message: str, text: str) -> dict:
     return {"type": "chat.delta", "message": message, "text": text}
 
 
-def chat_done(*, message: str, finish_reason: str, usage: dict | None = None) -> dict:
-    """The answer ended and is stored; ``finish_reason`` is stop, length, cancelled or error."""
+def chat_done(
+    *,
+    message: str,
+    finish_reason: str,
+    usage: dict | None = None,
+    time_to_first_token_ms: int | None = None,
+    duration_ms: int | None = None,
+) -> dict:
+    """The answer ended and is stored; ``finish_reason`` is stop, length, cancelled or error.
+    The timings are the worker's (None where it never answered)."""
     return {
         "type": "chat.done",
         "message": message,
         "finish_reason": finish_reason,
         "usage": usage or {},
+        "time_to_first_token_ms": time_to_first_token_ms,
+        "duration_ms": duration_ms,
     }
 
 

@@ -3,7 +3,7 @@
 // frame would be larger than the server accepts, is refused here and never sent.
 
 import { announce, config, el, state } from "./page.js";
-import { scrollToEnd, updateEmptyState, userMessageNode } from "./messages.js";
+import { scrollToEnd, updateEmptyState, updateMessageActions, userMessageNode } from "./messages.js";
 import { sendFrame } from "./socket.js";
 import { charCount, newClientId, numberFormat, utf8Length } from "./util.js";
 
@@ -65,6 +65,7 @@ export function updateComposer() {
   el.send.disabled = !text.trim() || over || state.pending !== null || !state.connected;
   el.input.readOnly = state.pending !== null;
   el.composer.classList.toggle("is-pending", state.pending !== null);
+  updateMessageActions(streaming || state.pending !== null || !state.connected);
 }
 
 export function showComposerError(detail) {
@@ -114,12 +115,13 @@ function send() {
     return;
   }
   clearComposerError();
-  var node = userMessageNode(content);
+  var node = userMessageNode({ content: content });
   node.classList.add("is-pending");
   el.messages.appendChild(node);
   updateEmptyState();
   scrollToEnd();
   state.pending = {
+    kind: "send",
     clientId: clientId,
     conversation: state.currentId,
     content: content,
@@ -130,10 +132,16 @@ function send() {
   updateComposer();
 }
 
-// The send failed before the answer started: the text stays in the composer.
+// The send failed before the answer started: the text stays in the composer (a regenerate
+// or an edit says so where it was asked for, through its own onAbandon).
 export function abandonPending(detail) {
   var pending = state.pending;
   state.pending = null;
+  if (pending.onAbandon) {
+    pending.onAbandon(detail);
+    updateComposer();
+    return;
+  }
   if (pending.node && pending.node.parentNode) {
     pending.node.remove();
   }
@@ -143,7 +151,7 @@ export function abandonPending(detail) {
   el.input.focus();
 }
 
-function stopGeneration() {
+export function stopGeneration() {
   var id = state.currentId;
   if (!id || !state.liveByConversation.has(id) || !state.connected) {
     return;
@@ -175,4 +183,15 @@ export function initComposer() {
   });
 
   el.stop.addEventListener("click", stopGeneration);
+
+  // Escape stops the answer being written, from anywhere on the page that does not use
+  // Escape itself (an open menu, a dialog, the rename and edit fields handle it first).
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape" && !event.defaultPrevented && currentGeneration()
+        && !document.querySelector("dialog[open]")) {
+      event.preventDefault();
+      stopGeneration();
+      announce("Stopping the answer.");
+    }
+  });
 }

@@ -7,6 +7,7 @@ import { announce, app } from "./page.js";
 import { initScrolling } from "./messages.js";
 import { initComposer, resizeInput, updateComposer } from "./composer.js";
 import { initCopy } from "./copy.js";
+import { initVersions } from "./versions.js";
 import { initSidebar } from "./sidebar.js";
 import {
   conversationFromHash,
@@ -25,6 +26,7 @@ function start() {
   initSidebar();
   initScrolling();
   initCopy();
+  initVersions();
   initStatus();
 
   resizeInput();
