@@ -67,6 +67,13 @@ CATALOGUE: dict[str, Action] = {
         Action("conversation.deleted", "chat", "message count"),
         Action("conversation.exported", "chat", "format and message count"),
         Action("conversation.version_shown", "chat", "the message id of the version"),
+        Action(
+            "conversation.settings_changed",
+            "chat",
+            "fields changed, instructions length, temperature, answer length",
+        ),
+        Action("preset.saved", "chat", "whether it replaced one, instructions length"),
+        Action("preset.deleted", "chat"),
         Action("message.sent", "chat", "length only"),
         Action("message.edited", "chat", "length only; the ids of the new and old question"),
         Action("generation.done", "chat", "token counts, time to first token, duration"),

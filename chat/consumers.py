@@ -172,12 +172,21 @@ class ChatConsumer(VerifiedSessionConsumer):
                 model_name=model_name,
                 scope=self.scope,
             )
+        new_settings = None
+        if frame.conversation is None:
+            # A new conversation keeps the settings its first message came with.
+            new_settings = services.ChatSettings(
+                frame.instructions,
+                frame.params.get("temperature"),
+                frame.params.get("max_new_tokens"),
+            )
         return services.start_turn(
             actor=self.user,
             conversation_id=frame.conversation,
             content=frame.content,
             model_name=model_name,
             scope=self.scope,
+            new_settings=new_settings,
         )
 
     async def _send_message(
@@ -252,7 +261,8 @@ class ChatConsumer(VerifiedSessionConsumer):
                     reply_to=self.channel_name,
                     message_id=stream.message_id,
                     messages=turn.history,
-                    params=frame.params,
+                    # The conversation's settings, unless this frame set its own.
+                    params={**turn.params, **frame.params},
                 ),
             )
         except OUTAGES:

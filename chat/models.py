@@ -21,6 +21,16 @@ class Conversation(models.Model):
     updated_at = models.DateTimeField(default=timezone.now, db_index=True)
     # The last message of the thread shown: the path from it up through each message's
     # parent is the conversation as it reads now. Other branches are earlier versions.
+    # The conversation's own settings; None takes the site's default.
+    instructions = EncryptedTextField(
+        blank=True,
+        help_text="Encrypted with the chat keyring. Added to the model's system prompt after "
+        "the site's own.",
+    )
+    temperature = models.FloatField(null=True, blank=True)
+    max_new_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The longest answer, in tokens."
+    )
     current_leaf = models.ForeignKey(
         "Message",
         null=True,
@@ -76,3 +86,23 @@ class Message(models.Model):
 
     def __str__(self):
         return f"{self.role} message {self.id} ({self.status})"
+
+
+class Preset(models.Model):
+    """Conversation settings a user saved under a name of their own, to use again."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_presets"
+    )
+    name = EncryptedTextField(help_text="Encrypted with the chat keyring.")
+    instructions = EncryptedTextField(blank=True, help_text="Encrypted with the chat keyring.")
+    temperature = models.FloatField(null=True, blank=True)
+    max_new_tokens = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self):
+        return f"preset {self.id} of {self.user_id}"

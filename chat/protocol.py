@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from chat.inference.params import SamplingParams
+from chat.services import INSTRUCTIONS_MAX
 from core.json_input import JSONInputError, parse_json
 
 # Stable error codes: the browser shows `detail`, and may act on `code`.
@@ -50,8 +51,9 @@ CLIENT_ID_MAX = 64
 
 
 def max_frame_bytes() -> int:
-    # Room for the longest message in the worst case of JSON escaping, plus the envelope.
-    return settings.CHAT_MAX_MESSAGE_CHARS * 6 + 1024
+    # Room for the longest message and instructions in the worst case of JSON escaping,
+    # plus the envelope.
+    return (settings.CHAT_MAX_MESSAGE_CHARS + INSTRUCTIONS_MAX) * 6 + 1024
 
 
 class ProtocolError(Exception):
@@ -116,6 +118,8 @@ class ChatSend:
     client_id: str
     # The sampling fields the browser set, checked by SamplingParams.from_frame().
     params: dict
+    # A new conversation's instructions (an existing one keeps its own settings).
+    instructions: str = ""
 
 
 @dataclass(frozen=True)
@@ -233,10 +237,39 @@ def _params(frame: dict, client_id) -> dict:
         raise ProtocolError(BAD_FRAME, str(error), client_id) from None
 
 
+def _instructions(frame: dict, conversation, client_id) -> str:
+    instructions = frame.get("instructions", "")
+    if not instructions:
+        return ""
+    if conversation is not None:
+        raise ProtocolError(
+            BAD_FRAME,
+            "`instructions` only come with a new conversation's first message; change an "
+            "existing conversation's in its settings.",
+            client_id,
+        )
+    if not isinstance(instructions, str):
+        raise ProtocolError(BAD_FRAME, "`instructions` must be text.", client_id)
+    if len(instructions) > INSTRUCTIONS_MAX:
+        raise ProtocolError(
+            TOO_LARGE,
+            f"Instructions can be at most {INSTRUCTIONS_MAX} characters long; these are "
+            f"{len(instructions)}.",
+            client_id,
+        )
+    return instructions.strip()
+
+
 def _chat_send(frame: dict, client_id) -> ChatSend:
-    _fields(frame, {"conversation", "content", "client_id"}, {"params"}, client_id)
+    _fields(frame, {"conversation", "content", "client_id"}, {"params", "instructions"}, client_id)
     _require_client_id(client_id)
     content = _content(frame, client_id)
     conversation = frame["conversation"]
     conversation = None if conversation is None else _uuid(conversation, "conversation", client_id)
-    return ChatSend(conversation, content, client_id, _params(frame, client_id))
+    return ChatSend(
+        conversation,
+        content,
+        client_id,
+        _params(frame, client_id),
+        _instructions(frame, conversation, client_id),
+    )

@@ -34,5 +34,12 @@ urlpatterns = [
         {"export_format": "json"},
         name="export_json",
     ),
+    path(
+        "api/conversations/<uuid:conversation_id>/settings",
+        views.conversation_settings,
+        name="settings",
+    ),
+    path("api/presets", views.presets, name="presets"),
+    path("api/presets/<uuid:preset_id>/delete", views.preset_delete, name="preset_delete"),
     path("api/status", views.worker_status, name="status"),
 ]

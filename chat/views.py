@@ -13,9 +13,12 @@ from accounts.roles import may_chat
 from audit.log import record_probe
 from chat import services
 from chat.inference import registry
+from chat.inference.params import MAX_TEMPERATURE
 from core.json_input import JSONInputError, parse_json
 
 TITLE_BODY_MAX = 4096
+# Settings and presets: instructions at their longest in the worst case of JSON escaping.
+SETTINGS_BODY_MAX = services.INSTRUCTIONS_MAX * 6 + 1024
 
 
 def _error(status: int, code: str, detail: str) -> JsonResponse:
@@ -64,7 +67,13 @@ def chat_page(request):
     return render(
         request,
         "chat/index.html",
-        {"ws_path": "/ws/chat/", "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS},
+        {
+            "ws_path": "/ws/chat/",
+            "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,
+            "max_instructions_chars": services.INSTRUCTIONS_MAX,
+            "max_temperature": MAX_TEMPERATURE,
+            "max_answer_tokens": settings.LLM_MAX_NEW_TOKENS,
+        },
     )
 
 
@@ -96,13 +105,78 @@ def conversation_detail(request, conversation_id):
             "id": str(conversation.pk),
             "title": conversation.title,
             "messages": services.thread_as_dicts(conversation),
+            "settings": services.settings_as_dict(conversation),
         }
     )
 
 
+def _invalid(error: services.SettingsInvalid) -> JsonResponse:
+    """400 with a sentence for each field, for the page to show next to it."""
+    return JsonResponse(
+        {"error": {"code": "invalid", "detail": str(error), "fields": error.errors}}, status=400
+    )
+
+
+@require_POST
+@employees_only
+def conversation_settings(request, conversation_id):
+    try:
+        conversation = services.conversation_of(request.user, conversation_id)
+    except services.ConversationNotFound:
+        return _not_found(request, conversation_id)
+    body, error = _json_object(request, SETTINGS_EXAMPLE)
+    if error:
+        return error
+    try:
+        values = services.clean_settings(body)
+    except services.SettingsInvalid as invalid:
+        return _invalid(invalid)
+    services.change_settings(
+        actor=request.user, conversation=conversation, values=values, request=request
+    )
+    return JsonResponse({"settings": services.settings_as_dict(conversation)})
+
+
+@never_cache
+@employees_only
+def presets(request):
+    """GET: the user's presets; POST: save one (a preset of the same name is replaced)."""
+    if request.method == "POST":
+        body, error = _json_object(request, '{"name": "Short answers", ' + SETTINGS_EXAMPLE[1:])
+        if error:
+            return error
+        name = body.pop("name", None)
+        try:
+            values = services.clean_settings(body)
+            preset = services.save_preset(
+                actor=request.user, name=name, values=values, request=request
+            )
+        except services.SettingsInvalid as invalid:
+            return _invalid(invalid)
+        return JsonResponse({"preset": services.preset_as_dict(preset)})
+    if request.method != "GET":
+        return _error(405, "method_not_allowed", "Use GET or POST.")
+    return JsonResponse(
+        {"presets": [services.preset_as_dict(p) for p in services.presets_of(request.user)]}
+    )
+
+
+@require_POST
+@employees_only
+def preset_delete(request, preset_id):
+    try:
+        services.delete_preset(actor=request.user, preset_id=preset_id, request=request)
+    except LookupError as error:
+        return _error(404, "not_found", str(error))
+    return JsonResponse({"deleted": str(preset_id)})
+
+
+SETTINGS_EXAMPLE = '{"instructions": "Answer briefly.", "temperature": 0.7, "max_new_tokens": 256}'
+
+
 def _json_object(request, example: str):
     """The request's JSON object body, or a 400 response saying what to send."""
-    if len(request.body) > TITLE_BODY_MAX:
+    if len(request.body) > SETTINGS_BODY_MAX:
         return None, _error(400, "too_large", "That request is too large.")
     try:
         body = parse_json(request.body)
