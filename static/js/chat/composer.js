@@ -5,6 +5,7 @@
 import { announce, config, el, state } from "./page.js";
 import { scrollToEnd, updateEmptyState, updateMessageActions, userMessageNode } from "./messages.js";
 import { sendFrame } from "./socket.js";
+import { draftForFirstMessage } from "./settings.js";
 import { charCount, newClientId, numberFormat, utf8Length } from "./util.js";
 
 // The character counter appears from this share of the limit onwards.
@@ -16,11 +17,12 @@ var growsByItself = window.CSS && CSS.supports && CSS.supports("field-sizing", "
 var overLimit = false;
 
 // The largest frame the server takes: chat/protocol.py max_frame_bytes() (six bytes per
-// character of the limit, plus 1024 for the rest of the frame), and never over 1 MiB.
+// character of the message and instructions limits, plus 1024 for the rest of the frame),
+// and never over 1 MiB.
 function maxFrameBytes() {
   var limit = SERVER_MESSAGE_MAX_BYTES;
   if (config.maxChars > 0) {
-    limit = Math.min(limit, config.maxChars * 6 + 1024);
+    limit = Math.min(limit, (config.maxChars + config.maxInstructions) * 6 + 1024);
   }
   return limit;
 }
@@ -96,12 +98,23 @@ function send() {
     return;
   }
   var clientId = newClientId();
-  var frame = JSON.stringify({
+  var message = {
     type: "chat.send",
     conversation: state.currentId,
     content: content,
     client_id: clientId,
-  });
+  };
+  if (state.currentId === null) {
+    // A new conversation starts with the settings chosen for it; it keeps them.
+    var draft = draftForFirstMessage();
+    if (draft.instructions) {
+      message.instructions = draft.instructions;
+    }
+    if (Object.keys(draft.params).length) {
+      message.params = draft.params;
+    }
+  }
+  var frame = JSON.stringify(message);
   var frameBytes = utf8Length(frame);
   if (frameBytes > maxFrameBytes()) {
     showComposerError("Your message is too large to send: it takes "

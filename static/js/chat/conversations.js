@@ -8,6 +8,7 @@ import { announce, config, el, SITE_NAME, state } from "./page.js";
 import { renderConversation, updateEmptyState } from "./messages.js";
 import { showComposerError, updateComposer } from "./composer.js";
 import { closeSidebar, sidebarIsOpen } from "./sidebar.js";
+import { showSettingsOf } from "./settings.js";
 import { ICON_MORE, isUuid, make, shortDate, svgIcon } from "./util.js";
 
 // A conversation loaded with an answer still being written elsewhere is re-read this often.
@@ -35,6 +36,7 @@ export function openConversation(id) {
   el.messages.replaceChildren();
   markCurrentInList();
   updateComposer();
+  showSettingsOf(null);
   if (id === null) {
     setTitle("");
     el.messages.classList.remove("is-loading");
@@ -57,6 +59,7 @@ function loadConversation(id, seq) {
     el.messages.classList.remove("is-loading");
     el.scroller.removeAttribute("aria-busy");
     setTitle(String(data.title || ""));
+    showSettingsOf(data.settings);
     if (renderConversation({ id: id, messages: data.messages })) {
       streamingRefreshTimer = window.setTimeout(function () {
         if (seq === state.viewSeq) {

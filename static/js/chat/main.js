@@ -8,6 +8,7 @@ import { initScrolling } from "./messages.js";
 import { initComposer, resizeInput, updateComposer } from "./composer.js";
 import { initCopy } from "./copy.js";
 import { initVersions } from "./versions.js";
+import { initSettings } from "./settings.js";
 import { initSidebar } from "./sidebar.js";
 import {
   conversationFromHash,
@@ -27,6 +28,7 @@ function start() {
   initScrolling();
   initCopy();
   initVersions();
+  initSettings();
   initStatus();
 
   resizeInput();
