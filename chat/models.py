@@ -6,7 +6,17 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from chat import search
 from core.crypto import EncryptedTextField
+
+
+def _with_search_bits(instance, field: str, update_fields):
+    """Keep ``search_bits`` in step with the text it describes (chat/search.py); returns
+    the update_fields to save with."""
+    if update_fields is not None and field not in update_fields:
+        return update_fields
+    instance.search_bits = search.bits_for(getattr(instance, field))
+    return None if update_fields is None else {*update_fields, "search_bits"}
 
 
 class Conversation(models.Model):
@@ -31,6 +41,9 @@ class Conversation(models.Model):
     max_new_tokens = models.PositiveIntegerField(
         null=True, blank=True, help_text="The longest answer, in tokens."
     )
+    search_bits = models.BinaryField(
+        null=True, editable=False, help_text="A keyed filter of the title's words (chat/search.py)."
+    )
     current_leaf = models.ForeignKey(
         "Message",
         null=True,
@@ -45,6 +58,10 @@ class Conversation(models.Model):
 
     def __str__(self):
         return f"conversation {self.id} of {self.user_id}"
+
+    def save(self, *args, update_fields=None, **kwargs):
+        update_fields = _with_search_bits(self, "title", update_fields)
+        super().save(*args, update_fields=update_fields, **kwargs)
 
 
 class Message(models.Model):
@@ -71,6 +88,9 @@ class Message(models.Model):
     )
     role = models.CharField(max_length=16, choices=Role.choices)
     content = EncryptedTextField(blank=True, help_text="Encrypted with the chat keyring.")
+    search_bits = models.BinaryField(
+        null=True, editable=False, help_text="A keyed filter of the text's words (chat/search.py)."
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
     model_name = models.CharField(max_length=200, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
@@ -86,6 +106,10 @@ class Message(models.Model):
 
     def __str__(self):
         return f"{self.role} message {self.id} ({self.status})"
+
+    def save(self, *args, update_fields=None, **kwargs):
+        update_fields = _with_search_bits(self, "content", update_fields)
+        super().save(*args, update_fields=update_fields, **kwargs)
 
 
 class Preset(models.Model):

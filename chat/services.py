@@ -8,10 +8,11 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.log import record
+from chat import search as search_index
 from chat.inference.params import MAX_TEMPERATURE
 from chat.models import Conversation, Message, Preset
 from core.labels import one_line_label
@@ -670,3 +671,79 @@ def export(*, actor, conversation: Conversation, export_format: str, request=Non
         message_count=len(messages),
     )
     return content_type, render(conversation, messages)
+
+
+# --- Search ----------------------------------------------------------------------------------
+
+# Candidates are decrypted this many at a time, newest conversations first, until enough
+# results are found.
+SEARCH_BATCH = 200
+
+
+def search(user, query: "search_index.Query") -> dict:
+    """The user's titles and messages holding every word of ``query`` (each at the start
+    of a word), newest conversations first: {"results": [...], "truncated": bool}. Reads the
+    keyed filters, decrypts only the rows they let through (chat/search.py). Writes nothing."""
+    candidates = query.filter()
+    pattern = query.pattern()
+    # The filters of every row are read with a plain cursor: Django's per-row converters
+    # (ids, dates) would cost more than the filters' own test.
+    titles_sql = (
+        Conversation.objects.filter(user=user)
+        .order_by("-updated_at", "pk")
+        .values_list("pk", "search_bits")
+    )
+    messages_sql = (
+        Message.objects.filter(conversation__user=user)
+        .order_by("created_at")
+        .values_list("pk", "conversation_id", "search_bits")
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(*titles_sql.query.sql_with_params())
+        conversations = [(pk, candidates.may_match(bits)) for pk, bits in cursor.fetchall()]
+        cursor.execute(*messages_sql.query.sql_with_params())
+        in_conversation = {}
+        for pk, conversation, bits in cursor.fetchall():
+            if candidates.may_match(bits):
+                in_conversation.setdefault(conversation, []).append(pk)
+    # Newest conversation first; in each, its title, then its messages oldest first.
+    # (The cursor gives ids as the database stores them: UUIDs, or hex text in SQLite.)
+    order = []
+    for pk, title_may_match in conversations:
+        conversation = uuid.UUID(str(pk))
+        if title_may_match:
+            order.append((conversation, None))
+        order.extend((conversation, uuid.UUID(str(m))) for m in in_conversation.get(pk, ()))
+    found, truncated, titles = [], False, {}
+    for start in range(0, len(order), SEARCH_BATCH):
+        batch = order[start : start + SEARCH_BATCH]
+        wanted = {c for c, _ in batch} - titles.keys()
+        titles.update(Conversation.objects.filter(pk__in=wanted).values_list("pk", "title"))
+        texts = {
+            m.pk: m
+            for m in Message.objects.filter(pk__in=[m for _, m in batch if m]).only(
+                "pk", "role", "content"
+            )
+        }
+        for conversation, message_id in batch:
+            conversation_id = str(conversation)
+            title = titles[conversation]
+            message = texts.get(message_id) if message_id else None
+            text = message.content if message else title
+            if (message_id and message is None) or not query.matches(text):
+                continue
+            if len(found) == search_index.RESULTS_MAX:
+                truncated = True
+                break
+            found.append(
+                {
+                    "conversation": conversation_id,
+                    "title": title,
+                    "message": str(message.pk) if message else None,
+                    "role": message.role if message else None,
+                    "snippet": search_index.snippet(text, pattern),
+                }
+            )
+        if truncated:
+            break
+    return {"results": found, "truncated": truncated}

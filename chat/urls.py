@@ -39,6 +39,7 @@ urlpatterns = [
         views.conversation_settings,
         name="settings",
     ),
+    path("api/search", views.conversation_search, name="search"),
     path("api/presets", views.presets, name="presets"),
     path("api/presets/<uuid:preset_id>/delete", views.preset_delete, name="preset_delete"),
     path("api/status", views.worker_status, name="status"),

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import may_chat
 from audit.log import record_probe
-from chat import services
+from chat import search, services
 from chat.inference import registry
 from chat.inference.params import MAX_TEMPERATURE
 from core.json_input import JSONInputError, parse_json
@@ -293,3 +293,19 @@ def worker_status(request):
         state = "no_worker"
     model = (ready or loading or [{}])[0].get("model") or None
     return JsonResponse({"state": state, "model": model, "workers": len(ready)})
+
+
+@never_cache
+@require_POST
+@employees_only
+def conversation_search(request):
+    """The user's own conversations holding every word typed. POST, so the words stay out of
+    addresses and access logs; nothing of the query is stored."""
+    body, error = _json_object(request, '{"q": "words to find"}')
+    if error:
+        return error
+    try:
+        query = search.Query.parse(body.get("q"))
+    except search.QueryInvalid as invalid:
+        return _error(400, "bad_request", str(invalid))
+    return JsonResponse(services.search(request.user, query))

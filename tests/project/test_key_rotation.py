@@ -234,7 +234,10 @@ def test_old_keys_are_not_dropped_while_rows_still_need_them(settings, keyring_f
     restart_everything(settings, keyring_file)
     before = keyring_file.read_text()
 
-    with pytest.raises(CommandError, match=r"1 conversations, 2 messages are still encrypted"):
+    with pytest.raises(
+        CommandError,
+        match=r"1 conversations \(title\), 1 conversations \(instructions\), 2 messages are still",
+    ):
         rotate_chat_keys(drop_old=True)
 
     assert keyring_file.read_text() == before
