@@ -3,67 +3,23 @@ presets are saved and used again. The site runs on the production profile (Redis
 separate worker process) with a worker whose answer echoes the system prompt it was given,
 so the test sees exactly what the model would have been told."""
 
-import subprocess
-import sys
-
 import pytest
 from playwright.sync_api import expect
 
+from tests.e2e.conftest import ECHO_SITE_PROMPT as SITE_PROMPT
 from tests.e2e.conftest import Account, create_account, sign_in
-from tests.support.clusters import ThrowawayRedis
-from tests.support.production import wait_until_ready
-from tests.support.server import REPO, free_port, served_site
+from tests.e2e.conftest import ask_echo as ask
 
 pytestmark = [pytest.mark.e2e, pytest.mark.system]
 
-SITE_PROMPT = "You are the assistant of Example Corp."
 FRENCH = "Always answer in French."
 HAIKU = "Answer in haiku."
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("echo-site")
-    redis = ThrowawayRedis(directory)
-    redis.start()
-    try:
-        with served_site(
-            directory / "var",
-            free_port(),
-            REDIS_URL=redis.url,
-            EMBEDDED_WORKER="0",
-            LLM_SYSTEM_PROMPT=SITE_PROMPT,
-        ) as running:
-            with (directory / "worker.log").open("w") as log:
-                worker = subprocess.Popen(
-                    [sys.executable, "-m", "tests.support.echo_worker", "echo-1"],
-                    cwd=REPO,
-                    env=running.env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            try:
-                wait_until_ready(running)
-                yield running
-            finally:
-                worker.terminate()
-                worker.wait(timeout=20)
-    finally:
-        redis.stop()
-
-
-def ask(page, question):
-    """Send a question; the answer once it is complete."""
-    answers = page.locator(".message-assistant")
-    before = answers.count()
-    page.fill("#composer-input", question)
-    page.press("#composer-input", "Enter")
-    expect(answers).to_have_count(before + 1, timeout=20_000)
-    expect(page.locator(".message-assistant.is-streaming")).to_have_count(0, timeout=20_000)
-    return answers.last.locator(".message-body")
-
-
-def test_instructions_change_the_answer_and_presets_bring_them_back(site, page_for, screenshots):
+def test_instructions_change_the_answer_and_presets_bring_them_back(
+    echo_site, page_for, screenshots
+):
+    site = echo_site
     sofia = Account("sofia", "sofia's long passphrase 5")
     create_account(site, sofia.username, sofia.password)
     page = page_for(site)

@@ -9,11 +9,13 @@ import { renderConversation, updateEmptyState } from "./messages.js";
 import { showComposerError, updateComposer } from "./composer.js";
 import { closeSidebar, sidebarIsOpen } from "./sidebar.js";
 import { showSettingsOf } from "./settings.js";
+import { revealMessage } from "./search.js";
 import { ICON_MORE, isUuid, make, shortDate, svgIcon } from "./util.js";
 
 // A conversation loaded with an answer still being written elsewhere is re-read this often.
 var STREAMING_REFRESH_MS = 3000;
-var HASH_RE = /^#c\/([0-9a-f-]{36})$/i;
+// #c/<conversation>, or #c/<conversation>/m/<message> for a message (a search result).
+var HASH_RE = /^#c\/([0-9a-f-]{36})(?:\/m\/([0-9a-f-]{36}))?$/i;
 
 var streamingRefreshTimer = 0;
 // The item whose menu is open, the rename in progress, whether the list changed while
@@ -94,6 +96,24 @@ export function reloadCurrent() {
 export function conversationFromHash() {
   var match = HASH_RE.exec(window.location.hash);
   return match && isUuid(match[1]) ? match[1].toLowerCase() : null;
+}
+
+export function messageFromHash() {
+  var match = HASH_RE.exec(window.location.hash);
+  return match && isUuid(match[2] || "") ? match[2].toLowerCase() : null;
+}
+
+// Opens the conversation in the address (``always``: even the one shown), at its message
+// when the address names one.
+export function openFromHash(always) {
+  var id = conversationFromHash();
+  var message = messageFromHash();
+  var opened = always || id !== state.currentId ? openConversation(id) : Promise.resolve();
+  return opened.then(function () {
+    if (message && id === state.currentId) {
+      revealMessage(message);
+    }
+  });
 }
 
 export function startNewConversation(focusInput) {
@@ -420,13 +440,13 @@ export function initConversations() {
   });
 
   window.addEventListener("hashchange", function () {
-    var id = conversationFromHash();
-    if (id !== state.currentId) {
-      openConversation(id);
-    }
+    var revealing = messageFromHash() !== null;
+    openFromHash();
     if (sidebarIsOpen()) {
       closeSidebar(false);
-      el.input.focus();
+      if (!revealing) {
+        el.input.focus();
+      }
     }
   });
 

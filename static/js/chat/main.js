@@ -11,12 +11,12 @@ import { initVersions } from "./versions.js";
 import { initSettings } from "./settings.js";
 import { initSidebar } from "./sidebar.js";
 import {
-  conversationFromHash,
   initConversations,
-  openConversation,
+  openFromHash,
   refreshConversations,
   reloadCurrent,
 } from "./conversations.js";
+import { initSearch } from "./search.js";
 import { initStatus, refreshStatus } from "./status.js";
 import { connectionLost, handleFrame } from "./stream.js";
 import { startSocket } from "./socket.js";
@@ -29,13 +29,14 @@ function start() {
   initCopy();
   initVersions();
   initSettings();
+  initSearch();
   initStatus();
 
   resizeInput();
   updateComposer();
   refreshStatus();
   refreshConversations();
-  openConversation(conversationFromHash());
+  openFromHash(true);
   startSocket({
     onOpen: function (reconnected) {
       updateComposer();
