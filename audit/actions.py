@@ -67,6 +67,10 @@ CATALOGUE: dict[str, Action] = {
         Action("conversation.deleted", "chat", "message count"),
         Action("conversation.exported", "chat", "format and message count"),
         Action("conversation.version_shown", "chat", "the message id of the version"),
+        Action("conversation.pinned", "chat"),
+        Action("conversation.unpinned", "chat"),
+        Action("conversation.archived", "chat"),
+        Action("conversation.unarchived", "chat"),
         Action(
             "conversation.settings_changed",
             "chat",

@@ -44,6 +44,8 @@ class Conversation(models.Model):
     search_bits = models.BinaryField(
         null=True, editable=False, help_text="A keyed filter of the title's words (chat/search.py)."
     )
+    pinned = models.BooleanField(default=False, help_text="Listed first.")
+    archived = models.BooleanField(default=False, help_text="Listed apart, under Archived.")
     current_leaf = models.ForeignKey(
         "Message",
         null=True,
@@ -55,6 +57,7 @@ class Conversation(models.Model):
 
     class Meta:
         ordering = ["-updated_at"]
+        indexes = [models.Index(fields=["user", "archived", "pinned", "-updated_at", "-id"])]
 
     def __str__(self):
         return f"conversation {self.id} of {self.user_id}"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from audit.log import record
@@ -33,6 +33,89 @@ class ConversationNotFound(Exception):
 
 def conversations_of(user):
     return Conversation.objects.filter(user=user).order_by("-updated_at")
+
+
+# One page of the conversation list: enough to fill a tall screen; the page asks for more as
+# the list scrolls, so thousands of conversations cost one page of titles to decrypt.
+PAGE_SIZE = 50
+PAGE_SIZE_MAX = 500
+
+
+@dataclass(frozen=True)
+class ListPage:
+    conversations: list
+    # Where the next page starts ("<updated_at ISO>|<id>"), None at the end.
+    next: str | None
+
+
+class BadCursor(ValueError):
+    """A page cursor the list did not hand out."""
+
+
+def conversation_page(
+    user, *, archived: bool = False, after: str | None = None, limit: int = PAGE_SIZE
+) -> ListPage:
+    """The user's conversations, newest first, ``limit`` at a time. The first page starts
+    with every pinned one (archived ones are listed apart, by ``archived=True``); the next
+    pages continue after the cursor ``after``."""
+    chosen = Conversation.objects.filter(user=user, archived=archived).order_by(
+        "-updated_at", "-id"
+    )
+    pinned = []
+    if after is None:
+        if not archived:
+            pinned = list(chosen.filter(pinned=True))
+    else:
+        try:
+            stamp, _, last = after.partition("|")
+            stamp = datetime.datetime.fromisoformat(stamp)
+            last = uuid.UUID(last)
+        except ValueError:
+            raise BadCursor("That list position is not one the list gave out.") from None
+        chosen = chosen.filter(
+            models.Q(updated_at__lt=stamp) | models.Q(updated_at=stamp, id__lt=last)
+        )
+    if not archived:
+        chosen = chosen.filter(pinned=False)
+    rows = list(chosen[: limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    cursor = f"{rows[-1].updated_at.isoformat()}|{rows[-1].pk}" if more and rows else None
+    return ListPage(pinned + rows, cursor)
+
+
+def conversation_as_item(conversation: Conversation) -> dict:
+    """A conversation as the list shows it."""
+    return {
+        "id": str(conversation.pk),
+        "title": conversation.title,
+        "updated_at": conversation.updated_at.isoformat(),
+        "pinned": conversation.pinned,
+        "archived": conversation.archived,
+    }
+
+
+LIST_ACTIONS = {
+    ("pinned", True): "conversation.pinned",
+    ("pinned", False): "conversation.unpinned",
+    ("archived", True): "conversation.archived",
+    ("archived", False): "conversation.unarchived",
+}
+
+
+@transaction.atomic
+def set_flag(*, actor, conversation: Conversation, flag: str, value: bool, request=None):
+    """Pin or unpin, archive or bring back a conversation (an archived one is not pinned)."""
+    if (flag, value) not in LIST_ACTIONS:
+        raise ValueError(f"{flag!r} cannot be set to {value!r}.")
+    setattr(conversation, flag, value)
+    changed = [flag]
+    if flag == "archived" and value and conversation.pinned:
+        conversation.pinned = False
+        changed.append("pinned")
+    conversation.save(update_fields=changed)
+    record(LIST_ACTIONS[flag, value], actor=actor, request=request, target=conversation)
+    return conversation
 
 
 def conversation_of(user, conversation_id) -> Conversation:
@@ -676,7 +759,8 @@ def export(*, actor, conversation: Conversation, export_format: str, request=Non
 # --- Search ----------------------------------------------------------------------------------
 
 # Candidates are decrypted this many at a time, newest conversations first, until enough
-# results are found.
+# results are found: a small first batch, as the first results are often enough.
+SEARCH_FIRST_BATCH = 60
 SEARCH_BATCH = 200
 
 
@@ -714,11 +798,16 @@ def search(user, query: "search_index.Query") -> dict:
         if title_may_match:
             order.append((conversation, None))
         order.extend((conversation, uuid.UUID(str(m))) for m in in_conversation.get(pk, ()))
-    found, truncated, titles = [], False, {}
-    for start in range(0, len(order), SEARCH_BATCH):
-        batch = order[start : start + SEARCH_BATCH]
-        wanted = {c for c, _ in batch} - titles.keys()
-        titles.update(Conversation.objects.filter(pk__in=wanted).values_list("pk", "title"))
+    found, truncated = [], False
+    titles_checked = {}
+    start, size = 0, SEARCH_FIRST_BATCH
+    while start < len(order) and not truncated:
+        batch = order[start : start + size]
+        start, size = start + size, SEARCH_BATCH
+        for_titles = {c for c, m in batch if m is None} - titles_checked.keys()
+        titles_checked.update(
+            Conversation.objects.filter(pk__in=for_titles).values_list("pk", "title")
+        )
         texts = {
             m.pk: m
             for m in Message.objects.filter(pk__in=[m for _, m in batch if m]).only(
@@ -726,24 +815,28 @@ def search(user, query: "search_index.Query") -> dict:
             )
         }
         for conversation, message_id in batch:
-            conversation_id = str(conversation)
-            title = titles[conversation]
             message = texts.get(message_id) if message_id else None
-            text = message.content if message else title
-            if (message_id and message is None) or not query.matches(text):
+            text = message.content if message else titles_checked.get(conversation)
+            if text is None or not query.matches(text):
                 continue
             if len(found) == search_index.RESULTS_MAX:
                 truncated = True
                 break
             found.append(
                 {
-                    "conversation": conversation_id,
-                    "title": title,
+                    "conversation": conversation,
                     "message": str(message.pk) if message else None,
                     "role": message.role if message else None,
                     "snippet": search_index.snippet(text, pattern),
                 }
             )
-        if truncated:
-            break
+    # Titles are decrypted only for the conversations found.
+    titles = dict(
+        Conversation.objects.filter(pk__in={r["conversation"] for r in found}).values_list(
+            "pk", "title"
+        )
+    )
+    for result in found:
+        result["title"] = titles[result["conversation"]]
+        result["conversation"] = str(result["conversation"])
     return {"results": found, "truncated": truncated}

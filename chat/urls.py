@@ -39,6 +39,15 @@ urlpatterns = [
         views.conversation_settings,
         name="settings",
     ),
+    *(
+        path(
+            f"api/conversations/<uuid:conversation_id>/{action}",
+            views.conversation_flag,
+            {"action": action},
+            name=action,
+        )
+        for action in views.FLAGS
+    ),
     path("api/search", views.conversation_search, name="search"),
     path("api/presets", views.presets, name="presets"),
     path("api/presets/<uuid:preset_id>/delete", views.preset_delete, name="preset_delete"),

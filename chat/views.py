@@ -81,15 +81,50 @@ def chat_page(request):
 @require_GET
 @employees_only
 def conversation_list(request):
+    """One page of the list: ?archived=1 for the archived ones, ?after=<cursor> for the page
+    after, ?limit=<n> (at most PAGE_SIZE_MAX) for its length."""
     services.fail_stale_answers(actor=request.user, request=request)
+    try:
+        limit = int(request.GET.get("limit", services.PAGE_SIZE))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= services.PAGE_SIZE_MAX:
+        return _error(
+            400, "bad_request", f"`limit` must be a number from 1 to {services.PAGE_SIZE_MAX}."
+        )
+    try:
+        page = services.conversation_page(
+            request.user,
+            archived=request.GET.get("archived") == "1",
+            after=request.GET.get("after"),
+            limit=limit,
+        )
+    except services.BadCursor as error:
+        return _error(400, "bad_request", str(error))
     return JsonResponse(
         {
-            "conversations": [
-                {"id": str(c.pk), "title": c.title, "updated_at": c.updated_at.isoformat()}
-                for c in services.conversations_of(request.user)
-            ]
+            "conversations": [services.conversation_as_item(c) for c in page.conversations],
+            "next": page.next,
         }
     )
+
+
+FLAGS = {"pin": ("pinned", True), "unpin": ("pinned", False)}
+FLAGS.update({"archive": ("archived", True), "unarchive": ("archived", False)})
+
+
+@require_POST
+@employees_only
+def conversation_flag(request, conversation_id, action):
+    try:
+        conversation = services.conversation_of(request.user, conversation_id)
+    except services.ConversationNotFound:
+        return _not_found(request, conversation_id)
+    flag, value = FLAGS[action]
+    services.set_flag(
+        actor=request.user, conversation=conversation, flag=flag, value=value, request=request
+    )
+    return JsonResponse(services.conversation_as_item(conversation))
 
 
 @never_cache

@@ -197,7 +197,32 @@ class Command(BaseCommand):
                 "median_seconds": statistics.median(times),
                 "max_seconds": max(times),
             }
+        figures["list"] = self._measure_list(user, repeat)
         return figures
+
+    @staticmethod
+    def _measure_list(user, repeat: int) -> dict:
+        """The conversation list with as many conversations: its first page and the last."""
+        rows = {}
+        cursor = None
+        while True:
+            page = services.conversation_page(user, after=cursor)
+            if page.next is None:
+                break
+            cursor = page.next
+        for label, after in (("first page of the list", None), ("last page of the list", cursor)):
+            times = []
+            for _ in range(repeat):
+                started = time.perf_counter()
+                page = services.conversation_page(user, after=after)
+                json.dumps([services.conversation_as_item(c) for c in page.conversations])
+                times.append(time.perf_counter() - started)
+            rows[label] = {
+                "results": len(page.conversations),
+                "median_seconds": statistics.median(times),
+                "max_seconds": max(times),
+            }
+        return rows
 
     def _report(self, figures: dict) -> None:
         database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
@@ -215,3 +240,10 @@ class Command(BaseCommand):
             )
         verdict = "met" if worst < TARGET_SECONDS else "NOT met"
         self.stdout.write(f"Slowest search: {worst * 1000:.0f} ms; target {verdict}.")
+        for label, row in figures["list"].items():
+            self.stdout.write(
+                f"{label:40} {row['results']:>7} {row['median_seconds'] * 1000:>7.0f} ms "
+                f"{row['max_seconds'] * 1000:>6.0f} ms"
+            )
+        load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+        self.stdout.write(f"Load average during the run (1, 5, 15 min): {load}.")

@@ -42,7 +42,7 @@ export function searchActive() {
 function showResults(active) {
   el.sidebar.classList.toggle("is-searching", active);
   ui.results.hidden = !active;
-  el.list.hidden = active;
+  el.listScroller.hidden = active;
   ui.status.hidden = !active;
   if (active) {
     el.listStatus.hidden = true;
