@@ -154,6 +154,17 @@ class Filter:
             self._checks[size] = checks
         return checks
 
+    def fetched_may_match(self, length, fingerprint, fetched) -> bool:
+        """``may_match`` from what the database cut out of a filter: its length, its first
+        bytes and the byte holding each of ``self.hashes`` (``byte_index()``), in order."""
+        if length is None or bytes(fingerprint) != self.fingerprint:
+            return True  # No bits yet, or under another key: decrypt and see.
+        size = (length - FINGERPRINT_BYTES) * 8
+        for number, byte in zip(self.hashes, fetched, strict=True):
+            if not byte or not byte[0] >> (number % size & 7) & 1:
+                return False
+        return True
+
     def may_match(self, stored) -> bool:
         """False only when the row certainly does not hold every word."""
         if not stored:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, models, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Length, Substr
 from django.utils import timezone
 
 from audit.log import record
@@ -764,12 +766,10 @@ SEARCH_FIRST_BATCH = 60
 SEARCH_BATCH = 200
 
 
-def search(user, query: "search_index.Query") -> dict:
-    """The user's titles and messages holding every word of ``query`` (each at the start
-    of a word), newest conversations first: {"results": [...], "truncated": bool}. Reads the
-    keyed filters, decrypts only the rows they let through (chat/search.py). Writes nothing."""
-    candidates = query.filter()
-    pattern = query.pattern()
+def _search_candidates(user, candidates: "search_index.Filter"):
+    """[(conversation id, whether its title may match)], newest first, and the messages
+    that may match by conversation id: {conversation id: [(created, message id)]}. Ids are
+    as the database stores them (UUIDs, or hex text in SQLite)."""
     # The filters of every row are read with a plain cursor: Django's per-row converters
     # (ids, dates) would cost more than the filters' own test.
     titles_sql = (
@@ -777,19 +777,47 @@ def search(user, query: "search_index.Query") -> dict:
         .order_by("-updated_at", "pk")
         .values_list("pk", "search_bits")
     )
+    # Of each message's filter the database hands out only its length, its key fingerprint
+    # and the one byte that holds each bit the query needs, not the whole filter.
+    bits = F("search_bits")
+    size = (Length(bits) - search_index.FINGERPRINT_BYTES) * 8
+    needed = {
+        f"byte{i}": Substr(
+            # The % operator, not Mod(): SQLite would call back into Python for every row.
+            bits,
+            search_index.FINGERPRINT_BYTES + 1 + Value(number) % size / 8,
+            1,
+        )
+        for i, number in enumerate(candidates.hashes)
+    }
     messages_sql = (
         Message.objects.filter(conversation__user=user)
-        .order_by("created_at")
-        .values_list("pk", "conversation_id", "search_bits")
+        .annotate(
+            filter_length=Length(bits),
+            fingerprint=Substr(bits, 1, search_index.FINGERPRINT_BYTES),
+            **needed,
+        )
+        .order_by()
+        .values_list("pk", "conversation_id", "created_at", "filter_length", "fingerprint", *needed)
     )
     with connection.cursor() as cursor:
         cursor.execute(*titles_sql.query.sql_with_params())
         conversations = [(pk, candidates.may_match(bits)) for pk, bits in cursor.fetchall()]
         cursor.execute(*messages_sql.query.sql_with_params())
         in_conversation = {}
-        for pk, conversation, bits in cursor.fetchall():
-            if candidates.may_match(bits):
-                in_conversation.setdefault(conversation, []).append(pk)
+        for pk, conversation, created, length, fingerprint, *fetched in cursor.fetchall():
+            if candidates.fetched_may_match(length, fingerprint, fetched):
+                in_conversation.setdefault(conversation, []).append((created, pk))
+    return conversations, in_conversation
+
+
+def search(user, query: "search_index.Query") -> dict:
+    """The user's titles and messages holding every word of ``query`` (each at the start
+    of a word), newest conversations first: {"results": [...], "truncated": bool}. Reads the
+    keyed filters, decrypts only the rows they let through (chat/search.py). Writes nothing."""
+    candidates = query.filter()
+    pattern = query.pattern()
+    conversations, in_conversation = _search_candidates(user, candidates)
     # Newest conversation first; in each, its title, then its messages oldest first.
     # (The cursor gives ids as the database stores them: UUIDs, or hex text in SQLite.)
     order = []
@@ -797,7 +825,9 @@ def search(user, query: "search_index.Query") -> dict:
         conversation = uuid.UUID(str(pk))
         if title_may_match:
             order.append((conversation, None))
-        order.extend((conversation, uuid.UUID(str(m))) for m in in_conversation.get(pk, ()))
+        order.extend(
+            (conversation, uuid.UUID(str(m))) for _, m in sorted(in_conversation.get(pk, ()))
+        )
     found, truncated = [], False
     titles_checked = {}
     start, size = 0, SEARCH_FIRST_BATCH

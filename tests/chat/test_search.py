@@ -131,3 +131,20 @@ def test_the_search_api_takes_the_words_in_a_post_body(employee_client, employee
     assert "at least 2 characters" in refused.json()["error"]["detail"]
     assert by_get.status_code == 405
     assert Conversation.objects.count() == 1
+
+
+def test_the_database_hands_out_only_the_rows_whose_filters_may_match(employee):
+    from chat.services import _search_candidates
+
+    turns = [
+        a_conversation(employee, f"Question {n}", f"Answer number {n} of many.") for n in range(40)
+    ]
+    marked = a_conversation(employee, "q", "The Orion launch slipped.")
+
+    _, found = _search_candidates(employee, search.Query.parse("orion").filter())
+
+    candidates = {str(pk) for rows in found.values() for _, pk in rows}
+    assert str(marked.answer.pk).replace("-", "") in {c.replace("-", "") for c in candidates}
+    # 81 messages without the word: the filters let at most a few through.
+    assert len(candidates) <= 4
+    assert len(turns) == 40
