@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, models, transaction
-from django.db.models import F, Value
-from django.db.models.functions import Length, Substr
+from django.db.models import F, IntegerField, Value
+from django.db.models.functions import Cast, Length, Substr
 from django.utils import timezone
 
 from audit.log import record
@@ -783,9 +783,10 @@ def _search_candidates(user, candidates: "search_index.Filter"):
     size = (Length(bits) - search_index.FINGERPRINT_BYTES) * 8
     needed = {
         f"byte{i}": Substr(
-            # The % operator, not Mod(): SQLite would call back into Python for every row.
             bits,
-            search_index.FINGERPRINT_BYTES + 1 + Value(number) % size / 8,
+            # The % operator, not Mod(): SQLite would call back into Python for every row.
+            # Cast: PostgreSQL's substring() takes an integer position, not a bigint.
+            Cast(search_index.FINGERPRINT_BYTES + 1 + Value(number) % size / 8, IntegerField()),
             1,
         )
         for i, number in enumerate(candidates.hashes)
