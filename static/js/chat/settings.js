@@ -19,6 +19,8 @@ var bounds = {
 var ui = {};
 var presets = [];
 var openedFrom = null;
+// Whether the person changed the form since the dialog opened.
+var touched = false;
 
 function $(id) {
   return document.getElementById(id);
@@ -50,6 +52,10 @@ export function showSettingsOf(values) {
     max_new_tokens: typeof values.max_new_tokens === "number" ? values.max_new_tokens : null,
   } : null;
   markButton();
+  // Opened before the conversation finished loading: show its settings once they arrive.
+  if (ui.dialog && ui.dialog.open && !touched) {
+    fillForm(currentSettings());
+  }
 }
 
 function markButton() {
@@ -225,6 +231,7 @@ function deletePreset() {
 // --- The dialog ------------------------------------------------------------------------
 
 function openDialog() {
+  touched = false;
   clearErrors();
   fillForm(currentSettings());
   ui.scope.textContent = state.currentId === null
@@ -290,6 +297,9 @@ export function initSettings() {
   ui.form.addEventListener("submit", function (event) {
     event.preventDefault();
     saveSettings();
+  });
+  ui.form.addEventListener("input", function () {
+    touched = true;
   });
   ui.presetSelect.addEventListener("change", function () {
     var preset = presets.find(function (p) { return p.id === ui.presetSelect.value; });
