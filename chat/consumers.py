@@ -135,10 +135,10 @@ class ChatConsumer(VerifiedSessionConsumer):
             )
             return
         try:
-            if isinstance(frame, protocol.ChatSend):
-                await self._send_message(frame)
-            else:
+            if isinstance(frame, protocol.ChatStop):
                 await self._stop(frame)
+            else:
+                await self._send_message(frame)
         except protocol.ProtocolError as error:
             await self.send_json(error.frame())
         except OUTAGES as error:
@@ -155,7 +155,47 @@ class ChatConsumer(VerifiedSessionConsumer):
                 ).frame()
             )
 
-    async def _send_message(self, frame: protocol.ChatSend) -> None:
+    def _start_turn(self, frame, model_name: str, citations: list) -> services.Turn:
+        """Store what ``frame`` asks for (a question, a new version of the latest answer, an
+        edited question) with an empty answer to be written; ``citations`` are the document
+        passages retrieved for a question."""
+        if isinstance(frame, protocol.ChatRegenerate):
+            return services.regenerate(
+                actor=self.user,
+                conversation_id=frame.conversation,
+                model_name=model_name,
+                scope=self.scope,
+            )
+        if isinstance(frame, protocol.ChatEdit):
+            return services.edit_and_resend(
+                actor=self.user,
+                conversation_id=frame.conversation,
+                message_id=frame.message,
+                content=frame.content,
+                model_name=model_name,
+                scope=self.scope,
+            )
+        new_settings = None
+        if frame.conversation is None:
+            # A new conversation keeps the settings its first message came with.
+            new_settings = services.ChatSettings(
+                frame.instructions,
+                frame.params.get("temperature"),
+                frame.params.get("max_new_tokens"),
+            )
+        return services.start_turn(
+            actor=self.user,
+            conversation_id=frame.conversation,
+            content=frame.content,
+            model_name=model_name,
+            scope=self.scope,
+            new_settings=new_settings,
+            citations=citations,
+        )
+
+    async def _send_message(
+        self, frame: protocol.ChatSend | protocol.ChatRegenerate | protocol.ChatEdit
+    ) -> None:
         client_id = frame.client_id
         listed = await sync_to_async(registry.live_workers)()
         workers = [w for w in listed if w.get("state") == "ready"]
@@ -177,25 +217,30 @@ class ChatConsumer(VerifiedSessionConsumer):
                 client_id,
             )
         try:
-            citations = await database_sync_to_async(retrieval.retrieve)(
-                self.user,
-                frame.content,
-                frame.sources,
-                max_chars=settings.RETRIEVAL_MAX_CHARS,
-            )
+            citations = []
+            if isinstance(frame, protocol.ChatSend):
+                citations = await database_sync_to_async(retrieval.retrieve)(
+                    self.user,
+                    frame.content,
+                    frame.sources,
+                    max_chars=settings.RETRIEVAL_MAX_CHARS,
+                )
         except retrieval.SourcesRefused as refused:
             raise protocol.ProtocolError(
                 protocol.SOURCE_NOT_FOUND, str(refused), client_id
             ) from None
         try:
-            turn = await database_sync_to_async(services.start_turn)(
-                actor=self.user,
-                conversation_id=frame.conversation,
-                content=frame.content,
-                model_name=workers[0].get("model", ""),
-                scope=self.scope,
-                citations=citations,
+            turn = await database_sync_to_async(self._start_turn)(
+                frame, workers[0].get("model", ""), citations
             )
+        except services.MessageNotFound:
+            raise protocol.ProtocolError(
+                protocol.NOT_FOUND,
+                "That message is no longer in the conversation as shown; reload it and try again."
+                if isinstance(frame, protocol.ChatEdit)
+                else "There is no answer to regenerate at the end of this conversation.",
+                client_id,
+            ) from None
         except services.ConversationNotFound:
             await database_sync_to_async(self._record_not_found)(frame.conversation)
             raise protocol.ProtocolError(
@@ -220,6 +265,7 @@ class ChatConsumer(VerifiedSessionConsumer):
         await self.send_json(
             protocol.chat_started(
                 conversation=stream.conversation_id,
+                question=str(turn.question.pk),
                 message=stream.message_id,
                 model=turn.answer.model_name,
                 client_id=client_id,
@@ -233,7 +279,8 @@ class ChatConsumer(VerifiedSessionConsumer):
                     reply_to=self.channel_name,
                     message_id=stream.message_id,
                     messages=turn.history,
-                    params=frame.params,
+                    # The conversation's settings, unless this frame set its own.
+                    params={**turn.params, **frame.params},
                 ),
             )
         except OUTAGES:
@@ -325,6 +372,8 @@ class ChatConsumer(VerifiedSessionConsumer):
                 finish_reason=event["finish_reason"],
                 usage=event.get("usage"),
                 citations=stream.citations,
+                time_to_first_token_ms=event.get("time_to_first_token_ms"),
+                duration_ms=event.get("duration_ms"),
             )
         )
 

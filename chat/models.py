@@ -7,6 +7,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from chat import search
 from core import datakeys
 from core.crypto import EncryptedTextField
 
@@ -17,6 +18,19 @@ def _conversation_key(conversation) -> datakeys.KeyRef:
 
 def _message_key(message) -> datakeys.KeyRef:
     return datakeys.conversation_key(message.conversation.user_id, message.conversation_id)
+
+
+def _preset_key(preset) -> datakeys.KeyRef:
+    return datakeys.user_key(preset.user_id)
+
+
+def _with_search_bits(instance, field: str, update_fields):
+    """Keep ``search_bits`` in step with the text it describes (chat/search.py); returns
+    the update_fields to save with."""
+    if update_fields is not None and field not in update_fields:
+        return update_fields
+    instance.search_bits = search.bits_for(getattr(instance, field))
+    return None if update_fields is None else {*update_fields, "search_bits"}
 
 
 class Conversation(models.Model):
@@ -31,12 +45,43 @@ class Conversation(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # The conversation's own settings; None takes the site's default.
+    instructions = EncryptedTextField(
+        blank=True,
+        help_text="Encrypted under the conversation's data key. Added to the model's system "
+        "prompt after the site's own.",
+        data_key=_conversation_key,
+    )
+    temperature = models.FloatField(null=True, blank=True)
+    max_new_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The longest answer, in tokens."
+    )
+    search_bits = models.BinaryField(
+        null=True, editable=False, help_text="A keyed filter of the title's words (chat/search.py)."
+    )
+    pinned = models.BooleanField(default=False, help_text="Listed first.")
+    archived = models.BooleanField(default=False, help_text="Listed apart, under Archived.")
+    # The last message of the thread shown: the path from it up through each message's
+    # parent is the conversation as it reads now. Other branches are earlier versions.
+    current_leaf = models.ForeignKey(
+        "Message",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The last message of the version of the conversation shown.",
+    )
 
     class Meta:
         ordering = ["-updated_at"]
+        indexes = [models.Index(fields=["user", "archived", "pinned", "-updated_at", "-id"])]
 
     def __str__(self):
         return f"conversation {self.id} of {self.user_id}"
+
+    def save(self, *args, update_fields=None, **kwargs):
+        update_fields = _with_search_bits(self, "title", update_fields)
+        super().save(*args, update_fields=update_fields, **kwargs)
 
 
 class Message(models.Model):
@@ -56,6 +101,11 @@ class Message(models.Model):
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="messages"
     )
+    # The message this one follows (None for a first question). Messages with the same
+    # parent are versions of each other: a regenerated answer, an edited question.
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
     role = models.CharField(max_length=16, choices=Role.choices)
     content = EncryptedTextField(
         blank=True,
@@ -64,6 +114,9 @@ class Message(models.Model):
         key_related=("conversation",),
         # The conversation made the key; a message never makes one (docs/architecture.md).
         creates_key=False,
+    )
+    search_bits = models.BinaryField(
+        null=True, editable=False, help_text="A keyed filter of the text's words (chat/search.py)."
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
     model_name = models.CharField(max_length=200, blank=True)
@@ -80,6 +133,34 @@ class Message(models.Model):
 
     def __str__(self):
         return f"{self.role} message {self.id} ({self.status})"
+
+    def save(self, *args, update_fields=None, **kwargs):
+        update_fields = _with_search_bits(self, "content", update_fields)
+        super().save(*args, update_fields=update_fields, **kwargs)
+
+
+class Preset(models.Model):
+    """Conversation settings a user saved under a name of their own, to use again."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_presets"
+    )
+    name = EncryptedTextField(
+        help_text="Encrypted under the user's data key.", data_key=_preset_key
+    )
+    instructions = EncryptedTextField(
+        blank=True, help_text="Encrypted under the user's data key.", data_key=_preset_key
+    )
+    temperature = models.FloatField(null=True, blank=True)
+    max_new_tokens = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self):
+        return f"preset {self.id} of {self.user_id}"
 
 
 class SupervisedAccess(models.Model):

@@ -1,6 +1,7 @@
 """The frames between the browser and the chat socket (docs/architecture.md, "Frames").
 
-``parse()`` turns a text frame into a ``ChatSend`` or ``ChatStop`` or raises
+``parse()`` turns a text frame into a ``ChatSend``, ``ChatRegenerate``, ``ChatEdit`` or
+``ChatStop`` or raises
 ``ProtocolError`` with one of the stable error codes below; the consumer answers it with an
 ``error`` frame and keeps the socket open. ``chat_started()``, ``chat_delta()`` and
 ``chat_done()`` build the frames the server sends, ``ProtocolError.frame()`` its errors.
@@ -13,6 +14,7 @@ from django.conf import settings
 
 from chat.inference.params import SamplingParams
 from chat.retrieval import MAX_SOURCE_IDS, Sources
+from chat.services import INSTRUCTIONS_MAX
 from core.json_input import JSONInputError, parse_json
 
 # Stable error codes: the browser shows `detail`, and may act on `code`.
@@ -52,8 +54,9 @@ CLIENT_ID_MAX = 64
 
 
 def max_frame_bytes() -> int:
-    # Room for the longest message in the worst case of JSON escaping, plus the envelope.
-    return settings.CHAT_MAX_MESSAGE_CHARS * 6 + 1024
+    # Room for the longest message and instructions in the worst case of JSON escaping,
+    # plus the envelope.
+    return (settings.CHAT_MAX_MESSAGE_CHARS + INSTRUCTIONS_MAX) * 6 + 1024
 
 
 class ProtocolError(Exception):
@@ -70,11 +73,16 @@ class ProtocolError(Exception):
         return frame
 
 
-def chat_started(*, conversation: str, message: str, model: str, client_id: str) -> dict:
-    """An answer to the browser's ``chat.send`` (``client_id``) is being written."""
+def chat_started(
+    *, conversation: str, question: str, message: str, model: str, client_id: str
+) -> dict:
+    """An answer (``message``) to the question ``question`` that the browser's
+    ``chat.send``, ``chat.regenerate`` or ``chat.edit`` (``client_id``) asked is being
+    written."""
     return {
         "type": "chat.started",
         "conversation": conversation,
+        "question": question,
         "message": message,
         "model": model,
         "client_id": client_id,
@@ -87,16 +95,25 @@ def chat_delta(*, message: str, text: str) -> dict:
 
 
 def chat_done(
-    *, message: str, finish_reason: str, usage: dict | None = None, citations: list | None = None
+    *,
+    message: str,
+    finish_reason: str,
+    usage: dict | None = None,
+    citations: list | None = None,
+    time_to_first_token_ms: int | None = None,
+    duration_ms: int | None = None,
 ) -> dict:
     """The answer ended and is stored; ``finish_reason`` is stop, length, cancelled or error;
-    ``citations`` are the document passages the answer was given (chat.retrieval)."""
+    ``citations`` are the document passages the answer was given (chat.retrieval). The
+    timings are the worker's (None where it never answered)."""
     return {
         "type": "chat.done",
         "message": message,
         "finish_reason": finish_reason,
         "usage": usage or {},
         "citations": citations or [],
+        "time_to_first_token_ms": time_to_first_token_ms,
+        "duration_ms": duration_ms,
     }
 
 
@@ -107,8 +124,30 @@ class ChatSend:
     client_id: str
     # The sampling fields the browser set, checked by SamplingParams.from_frame().
     params: dict
+    # A new conversation's instructions (an existing one keeps its own settings).
+    instructions: str = ""
     # Documents and collections to answer from (chat.retrieval); empty when none.
     sources: Sources = field(default_factory=Sources)
+
+
+@dataclass(frozen=True)
+class ChatRegenerate:
+    """A new version of the conversation's latest answer."""
+
+    conversation: uuid.UUID
+    client_id: str
+    params: dict
+
+
+@dataclass(frozen=True)
+class ChatEdit:
+    """Ask the question ``message`` of the conversation again as ``content``."""
+
+    conversation: uuid.UUID
+    message: uuid.UUID
+    content: str
+    client_id: str
+    params: dict
 
 
 @dataclass(frozen=True)
@@ -116,13 +155,13 @@ class ChatStop:
     conversation: uuid.UUID
 
 
-def _uuid(value, field: str, client_id=None) -> uuid.UUID:
+def _uuid(value, field: str, client_id=None, what="conversation") -> uuid.UUID:
     if isinstance(value, str):
         try:
             return uuid.UUID(value)
         except ValueError:
             pass
-    raise ProtocolError(BAD_FRAME, f"`{field}` must be a conversation id.", client_id)
+    raise ProtocolError(BAD_FRAME, f"`{field}` must be a {what} id.", client_id)
 
 
 def _fields(frame: dict, required: set, optional: set, client_id=None) -> None:
@@ -138,7 +177,7 @@ def _fields(frame: dict, required: set, optional: set, client_id=None) -> None:
         )
 
 
-def parse(text: str | None) -> ChatSend | ChatStop:
+def parse(text: str | None) -> ChatSend | ChatRegenerate | ChatEdit | ChatStop:
     if text is None:
         raise ProtocolError(BAD_FRAME, "Send JSON text frames, not binary ones.")
     # "surrogatepass": a lone surrogate is measured here and refused by parse_json().
@@ -156,16 +195,36 @@ def parse(text: str | None) -> ChatSend | ChatStop:
     kind = frame.get("type")
     if kind == "chat.send":
         return _chat_send(frame, client_id)
+    if kind == "chat.regenerate":
+        _fields(frame, {"conversation", "client_id"}, {"params"}, client_id)
+        _require_client_id(client_id)
+        return ChatRegenerate(
+            _uuid(frame["conversation"], "conversation", client_id),
+            client_id,
+            _params(frame, client_id),
+        )
+    if kind == "chat.edit":
+        _fields(frame, {"conversation", "message", "content", "client_id"}, {"params"}, client_id)
+        _require_client_id(client_id)
+        return ChatEdit(
+            _uuid(frame["conversation"], "conversation", client_id),
+            _uuid(frame["message"], "message", client_id, what="message"),
+            _content(frame, client_id),
+            client_id,
+            _params(frame, client_id),
+        )
     if kind == "chat.stop":
         _fields(frame, {"conversation"}, set())
         return ChatStop(_uuid(frame["conversation"], "conversation"))
     raise ProtocolError(UNKNOWN_TYPE, f"Unknown frame type {str(kind)[:40]!r}.", client_id)
 
 
-def _chat_send(frame: dict, client_id) -> ChatSend:
-    _fields(frame, {"conversation", "content", "client_id"}, {"params", "sources"}, client_id)
+def _require_client_id(client_id) -> None:
     if client_id is None:
         raise ProtocolError(BAD_FRAME, "`client_id` must be a string.")
+
+
+def _content(frame: dict, client_id) -> str:
     content = frame["content"]
     if not isinstance(content, str) or not content.strip():
         raise ProtocolError(BAD_FRAME, "Type a message first.", client_id)
@@ -176,13 +235,14 @@ def _chat_send(frame: dict, client_id) -> ChatSend:
             f"{settings.CHAT_MAX_MESSAGE_CHARS}. Shorten it or split it up.",
             client_id,
         )
-    conversation = frame["conversation"]
-    conversation = None if conversation is None else _uuid(conversation, "conversation", client_id)
+    return content
+
+
+def _params(frame: dict, client_id) -> dict:
     try:
-        params = SamplingParams.from_frame(frame.get("params", {}))
+        return SamplingParams.from_frame(frame.get("params", {}))
     except ValueError as error:
         raise ProtocolError(BAD_FRAME, str(error), client_id) from None
-    return ChatSend(conversation, content, client_id, params, _sources(frame, client_id))
 
 
 def _sources(frame: dict, client_id) -> Sources:
@@ -210,3 +270,47 @@ def _sources(frame: dict, client_id) -> Sources:
                 BAD_FRAME, f"`sources.{name}` must hold document or collection ids.", client_id
             ) from None
     return Sources(**lists)
+
+
+def _instructions(frame: dict, conversation, client_id) -> str:
+    instructions = frame.get("instructions", "")
+    if not instructions:
+        return ""
+    if conversation is not None:
+        raise ProtocolError(
+            BAD_FRAME,
+            "`instructions` only come with a new conversation's first message; change an "
+            "existing conversation's in its settings.",
+            client_id,
+        )
+    if not isinstance(instructions, str):
+        raise ProtocolError(BAD_FRAME, "`instructions` must be text.", client_id)
+    if len(instructions) > INSTRUCTIONS_MAX:
+        raise ProtocolError(
+            TOO_LARGE,
+            f"Instructions can be at most {INSTRUCTIONS_MAX} characters long; these are "
+            f"{len(instructions)}.",
+            client_id,
+        )
+    return instructions.strip()
+
+
+def _chat_send(frame: dict, client_id) -> ChatSend:
+    _fields(
+        frame,
+        {"conversation", "content", "client_id"},
+        {"params", "instructions", "sources"},
+        client_id,
+    )
+    _require_client_id(client_id)
+    content = _content(frame, client_id)
+    conversation = frame["conversation"]
+    conversation = None if conversation is None else _uuid(conversation, "conversation", client_id)
+    return ChatSend(
+        conversation,
+        content,
+        client_id,
+        _params(frame, client_id),
+        _instructions(frame, conversation, client_id),
+        _sources(frame, client_id),
+    )

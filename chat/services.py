@@ -3,16 +3,22 @@ in the same transaction."""
 
 import datetime
 import json
+import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.db import connection, models, transaction
+from django.db.models import F, IntegerField, Value
+from django.db.models.functions import Cast, Length, Substr
 from django.utils import timezone
 
 from accounts.erasure import ErasureRefused, refuse_if_held
 from audit.log import record
 from chat import retrieval
-from chat.models import AnswerSources, Conversation, Message
+from chat import search as search_index
+from chat.inference.params import MAX_TEMPERATURE
+from chat.models import AnswerSources, Conversation, Message, Preset
 from core import datakeys
 from core.labels import one_line_label
 
@@ -20,6 +26,10 @@ TITLE_MAX = 80
 # The title of a conversation whose first message has no visible character.
 UNTITLED = "Untitled conversation"
 MODEL_NAME_MAX = 200
+# A conversation's instructions: room for a page of guidance, and still a small share of
+# the default model's 8k-token context once the site's own system prompt is added.
+INSTRUCTIONS_MAX = 4000
+PRESET_NAME_MAX = 60
 
 
 class ConversationNotFound(Exception):
@@ -28,6 +38,89 @@ class ConversationNotFound(Exception):
 
 def conversations_of(user):
     return Conversation.objects.filter(user=user).order_by("-updated_at")
+
+
+# One page of the conversation list: enough to fill a tall screen; the page asks for more as
+# the list scrolls, so thousands of conversations cost one page of titles to decrypt.
+PAGE_SIZE = 50
+PAGE_SIZE_MAX = 500
+
+
+@dataclass(frozen=True)
+class ListPage:
+    conversations: list
+    # Where the next page starts ("<updated_at ISO>|<id>"), None at the end.
+    next: str | None
+
+
+class BadCursor(ValueError):
+    """A page cursor the list did not hand out."""
+
+
+def conversation_page(
+    user, *, archived: bool = False, after: str | None = None, limit: int = PAGE_SIZE
+) -> ListPage:
+    """The user's conversations, newest first, ``limit`` at a time. The first page starts
+    with every pinned one (archived ones are listed apart, by ``archived=True``); the next
+    pages continue after the cursor ``after``."""
+    chosen = Conversation.objects.filter(user=user, archived=archived).order_by(
+        "-updated_at", "-id"
+    )
+    pinned = []
+    if after is None:
+        if not archived:
+            pinned = list(chosen.filter(pinned=True))
+    else:
+        try:
+            stamp, _, last = after.partition("|")
+            stamp = datetime.datetime.fromisoformat(stamp)
+            last = uuid.UUID(last)
+        except ValueError:
+            raise BadCursor("That list position is not one the list gave out.") from None
+        chosen = chosen.filter(
+            models.Q(updated_at__lt=stamp) | models.Q(updated_at=stamp, id__lt=last)
+        )
+    if not archived:
+        chosen = chosen.filter(pinned=False)
+    rows = list(chosen[: limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    cursor = f"{rows[-1].updated_at.isoformat()}|{rows[-1].pk}" if more and rows else None
+    return ListPage(pinned + rows, cursor)
+
+
+def conversation_as_item(conversation: Conversation) -> dict:
+    """A conversation as the list shows it."""
+    return {
+        "id": str(conversation.pk),
+        "title": conversation.title,
+        "updated_at": conversation.updated_at.isoformat(),
+        "pinned": conversation.pinned,
+        "archived": conversation.archived,
+    }
+
+
+LIST_ACTIONS = {
+    ("pinned", True): "conversation.pinned",
+    ("pinned", False): "conversation.unpinned",
+    ("archived", True): "conversation.archived",
+    ("archived", False): "conversation.unarchived",
+}
+
+
+@transaction.atomic
+def set_flag(*, actor, conversation: Conversation, flag: str, value: bool, request=None):
+    """Pin or unpin, archive or bring back a conversation (an archived one is not pinned)."""
+    if (flag, value) not in LIST_ACTIONS:
+        raise ValueError(f"{flag!r} cannot be set to {value!r}.")
+    setattr(conversation, flag, value)
+    changed = [flag]
+    if flag == "archived" and value and conversation.pinned:
+        conversation.pinned = False
+        changed.append("pinned")
+    conversation.save(update_fields=changed)
+    record(LIST_ACTIONS[flag, value], actor=actor, request=request, target=conversation)
+    return conversation
 
 
 def conversation_of(user, conversation_id) -> Conversation:
@@ -44,16 +137,74 @@ def title_from(content: str) -> str:
     return line if len(line) <= TITLE_MAX else line[: TITLE_MAX - 1].rstrip() + "…"
 
 
+class MessageNotFound(Exception):
+    """The message is not one of the conversation's, or not one that may be used so."""
+
+
+@dataclass(frozen=True)
+class Versions:
+    """Which messages of a conversation follow which: ``children`` by parent id (None for
+    the first questions), oldest first, and each message's parent."""
+
+    children: dict
+    parent: dict
+
+    @classmethod
+    def of(cls, conversation: Conversation) -> "Versions":
+        children, parent = {}, {}
+        rows = conversation.messages.order_by("created_at").values_list("pk", "parent_id")
+        for pk, parent_id in rows:
+            children.setdefault(parent_id, []).append(pk)
+            parent[pk] = parent_id
+        return cls(children, parent)
+
+    def siblings(self, pk) -> list:
+        """The versions of a message, itself included, oldest first."""
+        return self.children.get(self.parent.get(pk), [pk])
+
+    def latest_leaf(self, pk):
+        """The end of the newest branch below ``pk``: what a version shows when chosen."""
+        while self.children.get(pk):
+            pk = self.children[pk][-1]
+        return pk
+
+    def path_to(self, leaf) -> list:
+        ids = []
+        while leaf is not None and leaf in self.parent:
+            ids.append(leaf)
+            leaf = self.parent[leaf]
+        ids.reverse()
+        return ids
+
+
+def thread(conversation: Conversation, versions: Versions | None = None) -> list[Message]:
+    """The conversation as it reads now, oldest first: the path up to its current leaf."""
+    versions = versions or Versions.of(conversation)
+    # Read afresh: another request may have moved it since ``conversation`` was loaded.
+    leaf = Conversation.objects.filter(pk=conversation.pk).values_list("current_leaf_id")[0][0]
+    if leaf not in versions.parent:
+        # No thread chosen yet (or its last message is gone): the newest branch.
+        leaf = versions.latest_leaf(None)
+    ids = versions.path_to(leaf)
+    rows = {m.pk: m for m in conversation.messages.filter(pk__in=ids)}
+    return [rows[pk] for pk in ids]
+
+
 def history(conversation: Conversation, *, before: Message | None = None) -> list[dict]:
-    """The conversation so far, oldest first, as the engine takes it; empty answers skipped."""
-    messages = conversation.messages.exclude(status=Message.Status.STREAMING)
+    """The thread shown so far, oldest first, as the engine takes it; empty answers and an
+    answer being written are skipped. ``before``: only what comes before that message."""
+    messages = thread(conversation)
     if before is not None:
-        messages = messages.filter(created_at__lt=before.created_at)
-    return [
+        messages = messages[: [m.pk for m in messages].index(before.pk)]
+    turns = [
         {"role": message.role, "content": message.content}
-        for message in messages.order_by("created_at")
-        if message.content
+        for message in messages
+        if message.content and message.status != Message.Status.STREAMING
     ]
+    if conversation.instructions:
+        # The engine puts them after the site's own system prompt (Engine.prompt_ids).
+        return [{"role": "system", "content": conversation.instructions}, *turns]
+    return turns
 
 
 @transaction.atomic
@@ -109,9 +260,220 @@ class Turn:
     history: list[dict]
     new_conversation: bool
 
+    @property
+    def params(self) -> dict:
+        """The conversation's own sampling settings, as a frame's ``params``."""
+        return settings_params(self.conversation)
+
+
+# --- Conversation settings and presets ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChatSettings:
+    """Instructions, temperature and answer length; None takes the site's default."""
+
+    instructions: str = ""
+    temperature: float | None = None
+    max_new_tokens: int | None = None
+
+    @classmethod
+    def of(cls, holder) -> "ChatSettings":
+        return cls(holder.instructions, holder.temperature, holder.max_new_tokens)
+
+    def as_dict(self) -> dict:
+        return {
+            "instructions": self.instructions,
+            "temperature": self.temperature,
+            "max_new_tokens": self.max_new_tokens,
+        }
+
+
+class SettingsInvalid(Exception):
+    """Some values are out of bounds; ``errors`` has a sentence for each field."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__(" ".join(errors.values()))
+        self.errors = errors
+
+
+def clean_settings(data) -> ChatSettings:
+    """Settings from a JSON object (the page's form or a frame), each checked against the
+    site's bounds; SettingsInvalid names every field that is not."""
+    if not isinstance(data, dict):
+        raise SettingsInvalid({"settings": "Send the settings as a JSON object."})
+    errors = {}
+    unknown = sorted(set(data) - {"instructions", "temperature", "max_new_tokens"})
+    if unknown:
+        errors["settings"] = f"Unknown setting {unknown[0][:40]!r}."
+    instructions = data.get("instructions") or ""
+    if not isinstance(instructions, str):
+        errors["instructions"] = "Instructions must be text."
+        instructions = ""
+    elif len(instructions) > INSTRUCTIONS_MAX:
+        errors["instructions"] = (
+            f"Instructions can be at most {INSTRUCTIONS_MAX} characters long; these are "
+            f"{len(instructions)}."
+        )
+    temperature = data.get("temperature")
+    if temperature is not None and (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, int | float)
+        or not 0 <= temperature <= MAX_TEMPERATURE
+    ):
+        errors["temperature"] = f"Temperature must be a number from 0 to {MAX_TEMPERATURE:g}."
+        temperature = None
+    limit = settings.LLM_MAX_NEW_TOKENS
+    length = data.get("max_new_tokens")
+    if length is not None and (
+        isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= limit
+    ):
+        errors["max_new_tokens"] = f"Answer length must be a whole number from 1 to {limit}."
+    if errors:
+        raise SettingsInvalid(errors)
+    return ChatSettings(
+        instructions.strip(),
+        None if temperature is None else float(temperature),
+        length,
+    )
+
+
+def settings_params(holder) -> dict:
+    """The sampling fields a conversation sets, as a frame's ``params``."""
+    params = {}
+    if holder.temperature is not None:
+        params["temperature"] = holder.temperature
+    if holder.max_new_tokens is not None:
+        params["max_new_tokens"] = holder.max_new_tokens
+    return params
+
+
+def _changed(old: ChatSettings, new: ChatSettings) -> list[str]:
+    return [name for name, value in new.as_dict().items() if old.as_dict()[name] != value]
+
+
+def _apply(conversation: Conversation, values: ChatSettings) -> None:
+    conversation.instructions = values.instructions
+    conversation.temperature = values.temperature
+    conversation.max_new_tokens = values.max_new_tokens
+
+
+@transaction.atomic
+def change_settings(
+    *, actor, conversation: Conversation, values: ChatSettings, request=None
+) -> Conversation:
+    """Give the conversation these settings; the next answer uses them."""
+    changed = _changed(ChatSettings.of(conversation), values)
+    _apply(conversation, values)
+    conversation.save(update_fields=["instructions", "temperature", "max_new_tokens"])
+    record(
+        "conversation.settings_changed",
+        actor=actor,
+        request=request,
+        target=conversation,
+        fields=changed,
+        instructions_length=len(values.instructions),
+        temperature=values.temperature,
+        max_new_tokens=values.max_new_tokens,
+    )
+    return conversation
+
+
+def presets_of(user) -> list[Preset]:
+    return list(Preset.objects.filter(user=user))
+
+
+def _preset_name(name) -> str:
+    if not isinstance(name, str):
+        raise SettingsInvalid({"name": "A preset's name must be text."})
+    name = one_line_label(name)
+    if not name:
+        raise SettingsInvalid({"name": "Give the preset a name."})
+    if len(name) > PRESET_NAME_MAX:
+        raise SettingsInvalid(
+            {"name": f"A preset's name can be at most {PRESET_NAME_MAX} characters long."}
+        )
+    return name
+
+
+@transaction.atomic
+def save_preset(*, actor, name, values: ChatSettings, request=None) -> Preset:
+    """Save ``values`` as the actor's preset ``name``; a preset of that name (names are
+    encrypted, so compared here) gets the new values."""
+    name = _preset_name(name)
+    existing = next((p for p in presets_of(actor) if p.name.casefold() == name.casefold()), None)
+    preset = existing or Preset(user=actor)
+    preset.name = name
+    preset.instructions = values.instructions
+    preset.temperature = values.temperature
+    preset.max_new_tokens = values.max_new_tokens
+    preset.save()
+    record(
+        "preset.saved",
+        actor=actor,
+        request=request,
+        target=preset,
+        replaced=existing is not None,
+        instructions_length=len(values.instructions),
+    )
+    return preset
+
+
+@transaction.atomic
+def delete_preset(*, actor, preset_id, request=None) -> None:
+    """Delete the actor's preset; LookupError when there is no such preset of theirs."""
+    try:
+        preset = Preset.objects.get(pk=preset_id, user=actor)
+    except (Preset.DoesNotExist, ValueError, TypeError, ValidationError):
+        raise LookupError("That preset does not exist.") from None
+    record("preset.deleted", actor=actor, request=request, target=preset)
+    preset.delete()
+
+
+def preset_as_dict(preset: Preset) -> dict:
+    return {"id": str(preset.pk), "name": preset.name, **ChatSettings.of(preset).as_dict()}
+
+
+def settings_as_dict(conversation: Conversation) -> dict:
+    return ChatSettings.of(conversation).as_dict()
+
 
 class GenerationInProgress(Exception):
     """The conversation already has an answer being written."""
+
+
+def _locked(actor, conversation_id) -> Conversation:
+    """The actor's conversation, locked against a second turn starting at the same time."""
+    conversation = conversation_of(actor, conversation_id)
+    Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
+    if conversation.messages.filter(status=Message.Status.STREAMING).exists():
+        raise GenerationInProgress
+    return conversation
+
+
+def _ask(conversation: Conversation, *, parent_id, content: str, model_name: str):
+    """A question after ``parent_id`` and the empty answer to stream into; they become the
+    end of the thread shown."""
+    question = Message.objects.create(
+        conversation=conversation, parent_id=parent_id, role=Message.Role.USER, content=content
+    )
+    answer = _empty_answer(conversation, question, model_name)
+    return question, answer
+
+
+def _empty_answer(conversation: Conversation, question: Message, model_name: str) -> Message:
+    answer = Message.objects.create(
+        conversation=conversation,
+        parent=question,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.STREAMING,
+        model_name=model_name[:MODEL_NAME_MAX],
+    )
+    conversation.current_leaf = answer
+    Conversation.objects.filter(pk=conversation.pk).update(
+        current_leaf=answer, updated_at=timezone.now()
+    )
+    return answer
 
 
 @transaction.atomic
@@ -122,30 +484,27 @@ def start_turn(
     content: str,
     model_name: str,
     scope=None,
+    new_settings: ChatSettings | None = None,
     citations: list[dict] | None = None,
 ) -> Turn:
     """Store the user's message and an empty answer to be streamed into; returns what the
-    model needs to answer. ``citations`` (chat.retrieval) are stored with the answer and put
+    model needs to answer. ``new_settings``: a new conversation's settings (chosen before
+    its first message). ``citations`` (chat.retrieval) are stored with the answer and put
     before the question, quoted, in what the model reads."""
     new = conversation_id is None
     if new:
-        conversation = Conversation.objects.create(user=actor, title=title_from(content))
+        conversation = Conversation(user=actor, title=title_from(content))
+        _apply(conversation, new_settings or ChatSettings())
+        conversation.save()
         record("conversation.created", actor=actor, scope=scope, target=conversation)
+        parent_id = None
     else:
-        conversation = conversation_of(actor, conversation_id)
-        Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
-        if conversation.messages.filter(status=Message.Status.STREAMING).exists():
-            raise GenerationInProgress
-    question = Message.objects.create(
-        conversation=conversation, role=Message.Role.USER, content=content
+        conversation = _locked(actor, conversation_id)
+        shown = thread(conversation)
+        parent_id = shown[-1].pk if shown else None
+    question, answer = _ask(
+        conversation, parent_id=parent_id, content=content, model_name=model_name
     )
-    answer = Message.objects.create(
-        conversation=conversation,
-        role=Message.Role.ASSISTANT,
-        status=Message.Status.STREAMING,
-        model_name=model_name[:MODEL_NAME_MAX],
-    )
-    Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
     record(
         "message.sent",
         actor=actor,
@@ -175,6 +534,83 @@ def citations_of(message: Message) -> list[dict]:
         return json.loads(message.sources.citations)
     except AnswerSources.DoesNotExist:
         return []
+
+
+@transaction.atomic
+def regenerate(*, actor, conversation_id, model_name: str, scope=None) -> Turn:
+    """A new version of the latest answer: the one shown stays as an earlier version.
+    MessageNotFound when the conversation does not end with an answer."""
+    conversation = _locked(actor, conversation_id)
+    shown = thread(conversation)
+    if not shown or shown[-1].role != Message.Role.ASSISTANT or shown[-1].parent_id is None:
+        raise MessageNotFound
+    replaced = shown[-1]
+    question = shown[-2]
+    answer = _empty_answer(conversation, question, model_name)
+    record(
+        "generation.regenerated",
+        actor=actor,
+        scope=scope,
+        target=conversation,
+        message_id=str(answer.pk),
+        replaces=str(replaced.pk),
+        version=len(Versions.of(conversation).siblings(answer.pk)),
+    )
+    return Turn(conversation, question, answer, history(conversation), False)
+
+
+@transaction.atomic
+def edit_and_resend(
+    *, actor, conversation_id, message_id, content: str, model_name: str, scope=None
+) -> Turn:
+    """Ask the question ``message_id`` again as ``content``: the conversation continues from
+    it, and what followed the old question stays reachable as an earlier version.
+    MessageNotFound unless ``message_id`` is a question of the thread shown."""
+    conversation = _locked(actor, conversation_id)
+    shown = {m.pk: m for m in thread(conversation)}
+    try:
+        replaced = shown[uuid.UUID(str(message_id))]
+    except (KeyError, ValueError):
+        raise MessageNotFound from None
+    if replaced.role != Message.Role.USER:
+        raise MessageNotFound
+    question, answer = _ask(
+        conversation, parent_id=replaced.parent_id, content=content, model_name=model_name
+    )
+    record(
+        "message.edited",
+        actor=actor,
+        scope=scope,
+        target=conversation,
+        content_length=len(content),
+        message_id=str(question.pk),
+        replaces=str(replaced.pk),
+    )
+    return Turn(conversation, question, answer, history(conversation), False)
+
+
+@transaction.atomic
+def show_version(*, actor, conversation: Conversation, message_id, request=None) -> None:
+    """Show the version ``message_id`` (and the newest thread below it); the next question
+    continues from there. MessageNotFound when it is not a message of the conversation;
+    GenerationInProgress while an answer is being written in it."""
+    conversation = _locked(actor, conversation.pk)
+    versions = Versions.of(conversation)
+    try:
+        chosen = uuid.UUID(str(message_id))
+    except ValueError:
+        raise MessageNotFound from None
+    if chosen not in versions.parent:
+        raise MessageNotFound
+    conversation.current_leaf_id = versions.latest_leaf(chosen)
+    conversation.save(update_fields=["current_leaf"])
+    record(
+        "conversation.version_shown",
+        actor=actor,
+        request=request,
+        target=conversation,
+        message_id=str(chosen),
+    )
 
 
 FINISH_STATUS = {
@@ -320,30 +756,43 @@ def erase_conversations_of(*, sender, user, actor, **kwargs) -> dict[str, int]:
 
 
 def _as_markdown(conversation: Conversation, messages) -> str:
+    versions = Versions.of(conversation)
+    shown = thread(conversation, versions)
+    shown_ids = {m.pk for m in shown}
     lines = [f"# {conversation.title}", ""]
-    for message in messages:
-        who = "You" if message.role == Message.Role.USER else f"Assistant ({message.model_name})"
-        stamp = message.created_at.strftime("%Y-%m-%d %H:%M UTC")
-        note = (
-            ""
-            if message.status == Message.Status.COMPLETE
-            else f" — {message.get_status_display()}"
-        )
-        lines += [f"## {who}, {stamp}{note}", "", message.content, ""]
-        citations = citations_of(message)
-        for number, citation in enumerate(citations, start=1):
-            page = f", page {citation['page']}" if citation.get("page") else ""
-            quote = " ".join(citation["quote"].split())
-            lines.append(f"> [{number}] {citation['name']}{page}: {quote}")
-        if citations:
-            lines.append("")
+    for message in shown:
+        lines += _markdown_message(message, versions)
+    earlier = [m for m in messages if m.pk not in shown_ids]
+    if earlier:
+        lines += ["---", "", "# Earlier versions", ""]
+        for message in earlier:
+            lines += _markdown_message(message, versions)
     return "\n".join(lines)
+
+
+def _markdown_message(message: Message, versions: Versions) -> list[str]:
+    who = "You" if message.role == Message.Role.USER else f"Assistant ({message.model_name})"
+    stamp = message.created_at.strftime("%Y-%m-%d %H:%M UTC")
+    note = "" if message.status == Message.Status.COMPLETE else f" — {message.get_status_display()}"
+    siblings = versions.siblings(message.pk)
+    if len(siblings) > 1:
+        note += f" (version {siblings.index(message.pk) + 1} of {len(siblings)})"
+    lines = [f"## {who}, {stamp}{note}", "", message.content, ""]
+    citations = citations_of(message)
+    for number, citation in enumerate(citations, start=1):
+        page = f", page {citation['page']}" if citation.get("page") else ""
+        quote = " ".join(citation["quote"].split())
+        lines.append(f"> [{number}] {citation['name']}{page}: {quote}")
+    if citations:
+        lines.append("")
+    return lines
 
 
 def message_as_dict(message: Message) -> dict:
     """A message as the chat API and the JSON export show it."""
     return {
         "id": str(message.pk),
+        "parent": str(message.parent_id) if message.parent_id else None,
         "role": message.role,
         "content": message.content,
         "status": message.status,
@@ -352,15 +801,29 @@ def message_as_dict(message: Message) -> dict:
         "prompt_tokens": message.prompt_tokens,
         "completion_tokens": message.completion_tokens,
         "citations": citations_of(message),
+        "time_to_first_token_ms": message.time_to_first_token_ms,
+        "duration_ms": message.duration_ms,
     }
 
 
+def thread_as_dicts(conversation: Conversation) -> list[dict]:
+    """The thread shown, each message with the ids of its versions (itself included)."""
+    versions = Versions.of(conversation)
+    return [
+        {**message_as_dict(m), "versions": [str(pk) for pk in versions.siblings(m.pk)]}
+        for m in thread(conversation, versions)
+    ]
+
+
 def _as_json(conversation: Conversation, messages) -> str:
+    """Every message, earlier versions too: ``parent`` links each to the one it follows and
+    ``thread`` lists the ids of the version shown."""
     return json.dumps(
         {
             "id": str(conversation.pk),
             "title": conversation.title,
             "created_at": conversation.created_at.isoformat(),
+            "thread": [str(m.pk) for m in thread(conversation)],
             "messages": [message_as_dict(m) for m in messages],
         },
         ensure_ascii=False,
@@ -388,3 +851,118 @@ def export(*, actor, conversation: Conversation, export_format: str, request=Non
         message_count=len(messages),
     )
     return content_type, render(conversation, messages)
+
+
+# --- Search ----------------------------------------------------------------------------------
+
+# Candidates are decrypted this many at a time, newest conversations first, until enough
+# results are found: a small first batch, as the first results are often enough.
+SEARCH_FIRST_BATCH = 60
+SEARCH_BATCH = 200
+
+
+def _search_candidates(user, candidates: "search_index.Filter"):
+    """[(conversation id, whether its title may match)], newest first, and the messages
+    that may match by conversation id: {conversation id: [(created, message id)]}. Ids are
+    as the database stores them (UUIDs, or hex text in SQLite)."""
+    # The filters of every row are read with a plain cursor: Django's per-row converters
+    # (ids, dates) would cost more than the filters' own test.
+    titles_sql = (
+        Conversation.objects.filter(user=user)
+        .order_by("-updated_at", "pk")
+        .values_list("pk", "search_bits")
+    )
+    # Of each message's filter the database hands out only its length, its key fingerprint
+    # and the one byte that holds each bit the query needs, not the whole filter.
+    bits = F("search_bits")
+    size = (Length(bits) - search_index.FINGERPRINT_BYTES) * 8
+    needed = {
+        f"byte{i}": Substr(
+            bits,
+            # The % operator, not Mod(): SQLite would call back into Python for every row.
+            # Cast: PostgreSQL's substring() takes an integer position, not a bigint.
+            Cast(search_index.FINGERPRINT_BYTES + 1 + Value(number) % size / 8, IntegerField()),
+            1,
+        )
+        for i, number in enumerate(candidates.hashes)
+    }
+    messages_sql = (
+        Message.objects.filter(conversation__user=user)
+        .annotate(
+            filter_length=Length(bits),
+            fingerprint=Substr(bits, 1, search_index.FINGERPRINT_BYTES),
+            **needed,
+        )
+        .order_by()
+        .values_list("pk", "conversation_id", "created_at", "filter_length", "fingerprint", *needed)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(*titles_sql.query.sql_with_params())
+        conversations = [(pk, candidates.may_match(bits)) for pk, bits in cursor.fetchall()]
+        cursor.execute(*messages_sql.query.sql_with_params())
+        in_conversation = {}
+        for pk, conversation, created, length, fingerprint, *fetched in cursor.fetchall():
+            if candidates.fetched_may_match(length, fingerprint, fetched):
+                in_conversation.setdefault(conversation, []).append((created, pk))
+    return conversations, in_conversation
+
+
+def search(user, query: "search_index.Query") -> dict:
+    """The user's titles and messages holding every word of ``query`` (each at the start
+    of a word), newest conversations first: {"results": [...], "truncated": bool}. Reads the
+    keyed filters, decrypts only the rows they let through (chat/search.py). Writes nothing."""
+    candidates = query.filter()
+    pattern = query.pattern()
+    conversations, in_conversation = _search_candidates(user, candidates)
+    # Newest conversation first; in each, its title, then its messages oldest first.
+    # (The cursor gives ids as the database stores them: UUIDs, or hex text in SQLite.)
+    order = []
+    for pk, title_may_match in conversations:
+        conversation = uuid.UUID(str(pk))
+        if title_may_match:
+            order.append((conversation, None))
+        order.extend(
+            (conversation, uuid.UUID(str(m))) for _, m in sorted(in_conversation.get(pk, ()))
+        )
+    found, truncated = [], False
+    titles_checked = {}
+    start, size = 0, SEARCH_FIRST_BATCH
+    while start < len(order) and not truncated:
+        batch = order[start : start + size]
+        start, size = start + size, SEARCH_BATCH
+        for_titles = {c for c, m in batch if m is None} - titles_checked.keys()
+        titles_checked.update(
+            Conversation.objects.filter(pk__in=for_titles).values_list("pk", "title")
+        )
+        texts = {
+            m.pk: m
+            for m in Message.objects.filter(pk__in=[m for _, m in batch if m]).only(
+                "pk", "role", "content"
+            )
+        }
+        for conversation, message_id in batch:
+            message = texts.get(message_id) if message_id else None
+            text = message.content if message else titles_checked.get(conversation)
+            if text is None or not query.matches(text):
+                continue
+            if len(found) == search_index.RESULTS_MAX:
+                truncated = True
+                break
+            found.append(
+                {
+                    "conversation": conversation,
+                    "message": str(message.pk) if message else None,
+                    "role": message.role if message else None,
+                    "snippet": search_index.snippet(text, pattern),
+                }
+            )
+    # Titles are decrypted only for the conversations found.
+    titles = dict(
+        Conversation.objects.filter(pk__in={r["conversation"] for r in found}).values_list(
+            "pk", "title"
+        )
+    )
+    for result in found:
+        result["title"] = titles[result["conversation"]]
+        result["conversation"] = str(result["conversation"])
+    return {"results": found, "truncated": truncated}

@@ -11,11 +11,14 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import may_chat
 from audit.log import record_probe
-from chat import services
+from chat import search, services
 from chat.inference import registry
+from chat.inference.params import MAX_TEMPERATURE
 from core.json_input import JSONInputError, parse_json
 
 TITLE_BODY_MAX = 4096
+# Settings and presets: instructions at their longest in the worst case of JSON escaping.
+SETTINGS_BODY_MAX = services.INSTRUCTIONS_MAX * 6 + 1024
 
 
 def _error(status: int, code: str, detail: str) -> JsonResponse:
@@ -64,7 +67,13 @@ def chat_page(request):
     return render(
         request,
         "chat/index.html",
-        {"ws_path": "/ws/chat/", "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS},
+        {
+            "ws_path": "/ws/chat/",
+            "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,
+            "max_instructions_chars": services.INSTRUCTIONS_MAX,
+            "max_temperature": MAX_TEMPERATURE,
+            "max_answer_tokens": settings.LLM_MAX_NEW_TOKENS,
+        },
     )
 
 
@@ -72,15 +81,50 @@ def chat_page(request):
 @require_GET
 @employees_only
 def conversation_list(request):
+    """One page of the list: ?archived=1 for the archived ones, ?after=<cursor> for the page
+    after, ?limit=<n> (at most PAGE_SIZE_MAX) for its length."""
     services.fail_stale_answers(actor=request.user, request=request)
+    try:
+        limit = int(request.GET.get("limit", services.PAGE_SIZE))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= services.PAGE_SIZE_MAX:
+        return _error(
+            400, "bad_request", f"`limit` must be a number from 1 to {services.PAGE_SIZE_MAX}."
+        )
+    try:
+        page = services.conversation_page(
+            request.user,
+            archived=request.GET.get("archived") == "1",
+            after=request.GET.get("after"),
+            limit=limit,
+        )
+    except services.BadCursor as error:
+        return _error(400, "bad_request", str(error))
     return JsonResponse(
         {
-            "conversations": [
-                {"id": str(c.pk), "title": c.title, "updated_at": c.updated_at.isoformat()}
-                for c in services.conversations_of(request.user)
-            ]
+            "conversations": [services.conversation_as_item(c) for c in page.conversations],
+            "next": page.next,
         }
     )
+
+
+FLAGS = {"pin": ("pinned", True), "unpin": ("pinned", False)}
+FLAGS.update({"archive": ("archived", True), "unarchive": ("archived", False)})
+
+
+@require_POST
+@employees_only
+def conversation_flag(request, conversation_id, action):
+    try:
+        conversation = services.conversation_of(request.user, conversation_id)
+    except services.ConversationNotFound:
+        return _not_found(request, conversation_id)
+    flag, value = FLAGS[action]
+    services.set_flag(
+        actor=request.user, conversation=conversation, flag=flag, value=value, request=request
+    )
+    return JsonResponse(services.conversation_as_item(conversation))
 
 
 @never_cache
@@ -95,10 +139,121 @@ def conversation_detail(request, conversation_id):
         {
             "id": str(conversation.pk),
             "title": conversation.title,
-            "messages": [
-                services.message_as_dict(m)
-                for m in conversation.messages.select_related("sources").order_by("created_at")
-            ],
+            "messages": services.thread_as_dicts(conversation),
+            "settings": services.settings_as_dict(conversation),
+        }
+    )
+
+
+def _invalid(error: services.SettingsInvalid) -> JsonResponse:
+    """400 with a sentence for each field, for the page to show next to it."""
+    return JsonResponse(
+        {"error": {"code": "invalid", "detail": str(error), "fields": error.errors}}, status=400
+    )
+
+
+@require_POST
+@employees_only
+def conversation_settings(request, conversation_id):
+    try:
+        conversation = services.conversation_of(request.user, conversation_id)
+    except services.ConversationNotFound:
+        return _not_found(request, conversation_id)
+    body, error = _json_object(request, SETTINGS_EXAMPLE)
+    if error:
+        return error
+    try:
+        values = services.clean_settings(body)
+    except services.SettingsInvalid as invalid:
+        return _invalid(invalid)
+    services.change_settings(
+        actor=request.user, conversation=conversation, values=values, request=request
+    )
+    return JsonResponse({"settings": services.settings_as_dict(conversation)})
+
+
+@never_cache
+@employees_only
+def presets(request):
+    """GET: the user's presets; POST: save one (a preset of the same name is replaced)."""
+    if request.method == "POST":
+        body, error = _json_object(request, '{"name": "Short answers", ' + SETTINGS_EXAMPLE[1:])
+        if error:
+            return error
+        name = body.pop("name", None)
+        try:
+            values = services.clean_settings(body)
+            preset = services.save_preset(
+                actor=request.user, name=name, values=values, request=request
+            )
+        except services.SettingsInvalid as invalid:
+            return _invalid(invalid)
+        return JsonResponse({"preset": services.preset_as_dict(preset)})
+    if request.method != "GET":
+        return _error(405, "method_not_allowed", "Use GET or POST.")
+    return JsonResponse(
+        {"presets": [services.preset_as_dict(p) for p in services.presets_of(request.user)]}
+    )
+
+
+@require_POST
+@employees_only
+def preset_delete(request, preset_id):
+    try:
+        services.delete_preset(actor=request.user, preset_id=preset_id, request=request)
+    except LookupError as error:
+        return _error(404, "not_found", str(error))
+    return JsonResponse({"deleted": str(preset_id)})
+
+
+SETTINGS_EXAMPLE = '{"instructions": "Answer briefly.", "temperature": 0.7, "max_new_tokens": 256}'
+
+
+def _json_object(request, example: str):
+    """The request's JSON object body, or a 400 response saying what to send."""
+    if len(request.body) > SETTINGS_BODY_MAX:
+        return None, _error(400, "too_large", "That request is too large.")
+    try:
+        body = parse_json(request.body)
+    except JSONInputError as error:
+        return None, _error(400, "bad_request", f"{error} Send JSON like {example}.")
+    if not isinstance(body, dict):
+        return None, _error(400, "bad_request", f"Send JSON like {example}.")
+    return body, None
+
+
+@require_POST
+@employees_only
+def conversation_show_version(request, conversation_id):
+    """Show another version of a message; answers with the conversation as it then reads."""
+    try:
+        conversation = services.conversation_of(request.user, conversation_id)
+    except services.ConversationNotFound:
+        return _not_found(request, conversation_id)
+    body, error = _json_object(request, '{"message": "<message id>"}')
+    if error:
+        return error
+    try:
+        services.show_version(
+            actor=request.user,
+            conversation=conversation,
+            message_id=body.get("message"),
+            request=request,
+        )
+    except services.MessageNotFound:
+        return _error(404, "not_found", "That version is not in this conversation any more.")
+    except services.GenerationInProgress:
+        return _error(
+            409,
+            "generation_in_progress",
+            "An answer is still being written in this conversation; wait or stop it first.",
+        )
+    conversation.refresh_from_db()
+    return JsonResponse(
+        {
+            "id": str(conversation.pk),
+            "title": conversation.title,
+            "messages": services.thread_as_dicts(conversation),
         }
     )
 
@@ -176,3 +331,19 @@ def worker_status(request):
         state = "no_worker"
     model = (ready or loading or [{}])[0].get("model") or None
     return JsonResponse({"state": state, "model": model, "workers": len(ready)})
+
+
+@never_cache
+@require_POST
+@employees_only
+def conversation_search(request):
+    """The user's own conversations holding every word typed. POST, so the words stay out of
+    addresses and access logs; nothing of the query is stored."""
+    body, error = _json_object(request, '{"q": "words to find"}')
+    if error:
+        return error
+    try:
+        query = search.Query.parse(body.get("q"))
+    except search.QueryInvalid as invalid:
+        return _error(400, "bad_request", str(invalid))
+    return JsonResponse(services.search(request.user, query))

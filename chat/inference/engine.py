@@ -251,10 +251,18 @@ class Engine:
         """Token ids of the chat so far, shortened to leave room for ``max_new_tokens``.
 
         ``messages`` are the conversation's user and assistant turns, oldest first, ending
-        with the user's newest message. When they do not fit, whole turns are dropped from
-        the start (the system prompt and the newest message always stay); when the newest
-        message alone does not fit, its beginning is cut off.
+        with the user's newest message; a first message with the role "system" holds the
+        conversation's own instructions, which follow the site's system prompt. When they do
+        not fit, whole turns are dropped from the start (the system prompt, the instructions
+        and the newest message always stay); when the newest message alone does not fit,
+        its beginning is cut off.
         """
+        instructions = ""
+        if messages and messages[0].get("role") == "system":
+            instructions = messages[0].get("content")
+            if not isinstance(instructions, str):
+                raise ValueError("The instructions must be text.")
+            messages = messages[1:]
         _check_messages(messages)
         budget = self.context_length - max_new_tokens
         if budget <= 0:
@@ -266,32 +274,34 @@ class Engine:
         # Dropping more turns never makes the prompt longer, so bisect over how many to drop:
         # a few renders instead of one per turn for long conversations.
         low, high = 0, len(starts) - 1
-        if len(self._encode(messages[starts[high] :])) > budget:
-            return self._truncated_newest(messages[-1], budget)
+        if len(self._encode(messages[starts[high] :], instructions)) > budget:
+            return self._truncated_newest(messages[-1], budget, instructions)
         while low < high:
             middle = (low + high) // 2
-            if len(self._encode(messages[starts[middle] :])) <= budget:
+            if len(self._encode(messages[starts[middle] :], instructions)) <= budget:
                 high = middle
             else:
                 low = middle + 1
-        return self._encode(messages[starts[low] :])
+        return self._encode(messages[starts[low] :], instructions)
 
-    def _encode(self, messages: list[dict]) -> list[int]:
-        if self.system_prompt:
-            messages = [{"role": "system", "content": self.system_prompt}, *messages]
+    def _encode(self, messages: list[dict], instructions: str = "") -> list[int]:
+        system = "\n\n".join(part for part in (self.system_prompt, instructions) if part)
+        if system:
+            messages = [{"role": "system", "content": system}, *messages]
         text = self.prompt_tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, tokenize=False
         )
         # The rendered template already holds every special token the model expects.
         return self.prompt_tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def _truncated_newest(self, message: dict, budget: int) -> list[int]:
-        frame = len(self._encode([{**message, "content": ""}]))
+    def _truncated_newest(self, message: dict, budget: int, instructions: str) -> list[int]:
+        frame = len(self._encode([{**message, "content": ""}], instructions))
         if frame >= budget:
             raise ValueError(
-                f"The system prompt alone ({frame} tokens with the chat template) does not fit "
-                f"in a context of {self.context_length} tokens with room for the answer; "
-                "shorten LLM_SYSTEM_PROMPT or lower max_new_tokens."
+                f"The system prompt and instructions alone ({frame} tokens with the chat "
+                f"template) do not fit in a context of {self.context_length} tokens with room "
+                "for the answer; shorten LLM_SYSTEM_PROMPT or the conversation's "
+                "instructions, or lower max_new_tokens."
             )
         content_ids = self.prompt_tokenizer(message["content"], add_special_tokens=False)[
             "input_ids"
@@ -299,7 +309,7 @@ class Engine:
         keep = budget - frame
         while True:
             content = self.prompt_tokenizer.decode(content_ids[-keep:]) if keep > 0 else ""
-            ids = self._encode([{**message, "content": content}])
+            ids = self._encode([{**message, "content": content}], instructions)
             # Tokens can merge differently at the new start; shrink until it really fits.
             if len(ids) <= budget:
                 return ids

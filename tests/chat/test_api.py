@@ -56,8 +56,11 @@ def test_the_list_has_the_users_conversations(employee_client, conversation):
             "id": str(conversation.pk),
             "title": "How do I file expenses?",
             "updated_at": body["conversations"][0]["updated_at"],
+            "pinned": False,
+            "archived": False,
         }
     ]
+    assert body["next"] is None
 
 
 def test_a_conversation_has_its_messages(employee_client, conversation):
@@ -70,7 +73,7 @@ def test_a_conversation_has_its_messages(employee_client, conversation):
 
 
 def test_another_user_sees_nothing_of_it(intruder, conversation):
-    assert get(intruder, "/chat/api/conversations").json() == {"conversations": []}
+    assert get(intruder, "/chat/api/conversations").json()["conversations"] == []
     assert get(intruder, f"/chat/api/conversations/{conversation.pk}").status_code == 404
     assert (
         post(

@@ -95,6 +95,21 @@ def test_a_long_history_loses_its_oldest_turns_first(offline_small_engine):
     assert all(f"Question number {n}:" in text for n in kept)
 
 
+def test_a_conversations_instructions_follow_the_system_prompt_and_are_never_dropped(
+    offline_small_engine,
+):
+    engine = offline_small_engine
+    instructions = {"role": "system", "content": "Answer like a pirate."}
+    ids = engine.prompt_ids([instructions, *_conversation(turns=6)], max_new_tokens=50)
+    text = engine.tokenizer.decode(ids)
+    assert len(ids) <= engine.context_length - 50
+    assert text.startswith(
+        f"<|im_start|>system\n{SYSTEM_PROMPT}\n\nAnswer like a pirate.<|im_end|>"
+    )
+    assert "Question number 1:" not in text
+    assert text.endswith("The newest question.<|im_end|>\n<|im_start|>assistant\n")
+
+
 def test_a_history_that_fits_is_kept_whole(offline_small_engine):
     messages = _conversation(turns=1)
     text = offline_small_engine.tokenizer.decode(offline_small_engine.prompt_ids(messages, 20))
@@ -118,6 +133,11 @@ def test_a_conversation_must_end_with_the_users_message(real_engine):
     with pytest.raises(ValueError, match="newest message"):
         real_engine.prompt_ids([{"role": "assistant", "content": "Hi"}], 16)
     with pytest.raises(ValueError, match="role"):
+        real_engine.prompt_ids(
+            [{"role": "user", "content": "Hi"}, {"role": "system", "content": "Obey me"}], 16
+        )
+    # Instructions alone are no conversation.
+    with pytest.raises(ValueError, match="at least one message"):
         real_engine.prompt_ids([{"role": "system", "content": "Obey me"}], 16)
 
 

@@ -89,9 +89,12 @@ async def test_the_worker_answers_a_generate_with_started_deltas_and_done_as_doc
 
 
 def test_the_browser_frames_have_their_documented_fields():
-    assert protocol.chat_started(conversation="c", message="m", model="x", client_id="k") == {
+    assert protocol.chat_started(
+        conversation="c", question="q", message="m", model="x", client_id="k"
+    ) == {
         "type": "chat.started",
         "conversation": "c",
+        "question": "q",
         "message": "m",
         "model": "x",
         "client_id": "k",
@@ -107,6 +110,8 @@ def test_the_browser_frames_have_their_documented_fields():
         "finish_reason": "error",
         "usage": {},
         "citations": [],
+        "time_to_first_token_ms": None,
+        "duration_ms": None,
     }
 
 
@@ -124,11 +129,20 @@ async def test_a_question_over_the_socket_gets_the_documented_frames(employee_cl
         await communicator.disconnect()
 
     started, *deltas, done = frames
-    assert set(started) == {"type", "conversation", "message", "model", "client_id"}
+    assert set(started) == {"type", "conversation", "question", "message", "model", "client_id"}
     assert {frozenset(d) for d in deltas} == {frozenset({"type", "message", "text"})}
-    assert set(done) == {"type", "message", "finish_reason", "usage", "citations"}
+    assert set(done) == {
+        "type",
+        "message",
+        "finish_reason",
+        "usage",
+        "citations",
+        "time_to_first_token_ms",
+        "duration_ms",
+    }
     assert done["finish_reason"] == "stop"
     assert done["usage"]["completion_tokens"] > 0
+    assert done["duration_ms"] >= done["time_to_first_token_ms"] >= 0
 
 
 class FullScheduler(ScriptedScheduler):

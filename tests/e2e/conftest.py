@@ -12,8 +12,11 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from playwright.sync_api import expect
 
 from accounts.models import authenticator_code
+from tests.support.clusters import ThrowawayRedis
+from tests.support.production import wait_until_ready
 from tests.support.server import REPO, free_port, manage, served_site, site_environment
 
 CHROMIUM = "/usr/bin/chromium"
@@ -35,6 +38,57 @@ def site(tmp_path_factory):
     makes its own accounts. A module that needs a site of its own overrides this."""
     with served_site(tmp_path_factory.mktemp("var"), free_port()) as running:
         yield running
+
+
+ECHO_SITE_PROMPT = "You are the assistant of Example Corp."
+ECHO_ANSWER_TIMEOUT = 20_000  # ms
+
+
+@pytest.fixture(scope="session")
+def echo_site(tmp_path_factory):
+    """A site on the production profile (Redis, a separate worker process) whose worker
+    answers at once with the system prompt it was given (tests/support/echo_worker.py): for
+    tests of the page rather than of the model."""
+    directory = tmp_path_factory.mktemp("echo-site")
+    redis = ThrowawayRedis(directory)
+    redis.start()
+    try:
+        with served_site(
+            directory / "var",
+            free_port(),
+            REDIS_URL=redis.url,
+            EMBEDDED_WORKER="0",
+            LLM_SYSTEM_PROMPT=ECHO_SITE_PROMPT,
+        ) as running:
+            with (directory / "worker.log").open("w") as log:
+                worker = subprocess.Popen(
+                    [sys.executable, "-m", "tests.support.echo_worker", "echo-1"],
+                    cwd=REPO,
+                    env=running.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            try:
+                wait_until_ready(running)
+                yield running
+            finally:
+                worker.terminate()
+                worker.wait(timeout=20)
+    finally:
+        redis.stop()
+
+
+def ask_echo(page, question):
+    """Send a question on the echo site; the answer's body once it is complete."""
+    answers = page.locator(".message-assistant")
+    before = answers.count()
+    page.fill("#composer-input", question)
+    page.press("#composer-input", "Enter")
+    expect(answers).to_have_count(before + 1, timeout=ECHO_ANSWER_TIMEOUT)
+    expect(page.locator(".message-assistant.is-streaming")).to_have_count(
+        0, timeout=ECHO_ANSWER_TIMEOUT
+    )
+    return answers.last.locator(".message-body")
 
 
 @pytest.fixture(scope="module")

@@ -50,6 +50,7 @@ class ScriptedScheduler:
         self._lock = threading.Lock()
         self._active: dict[str, list[str]] = {}
         self._prompt: dict[str, int] = {}
+        self._prompt_ids: dict[str, list[int]] = {}
         self._sent: dict[str, int] = {}
         self._waiting: list[str] = []
         self._cancelled: set[str] = set()
@@ -60,6 +61,10 @@ class ScriptedScheduler:
                 raise QueueFull
             self._waiting.append(request_id)
             self._prompt[request_id] = len(prompt_ids)
+            self._prompt_ids[request_id] = prompt_ids
+
+    def reply_for(self, request_id) -> str:
+        return self.reply
 
     def cancel(self, request_id):
         with self._lock:
@@ -82,7 +87,8 @@ class ScriptedScheduler:
         with self._lock:
             while self._waiting and len(self._active) < self.max_active:
                 request_id = self._waiting.pop(0)
-                self._active[request_id] = [w + " " for w in self.reply.split(" ")]
+                reply = self.reply_for(request_id)
+                self._active[request_id] = [w + " " for w in reply.split(" ")]
                 self._active[request_id][-1] = self._active[request_id][-1].rstrip()
                 self._sent[request_id] = 0
             for request_id, words in list(self._active.items()):
@@ -113,6 +119,29 @@ class ScriptedScheduler:
             prompt_tokens=self._prompt[request_id],
             completion_tokens=self._sent[request_id],
         )
+
+
+class EchoEngine(ScriptedEngine):
+    """Its "prompt" is the system prompt the model would be given, as code points: the
+    site's LLM_SYSTEM_PROMPT, then a conversation's instructions, as the real engine joins
+    them (Engine._encode)."""
+
+    model_name = "echo-model"
+
+    def prompt_ids(self, messages, max_new_tokens):
+        from django.conf import settings
+
+        instructions = messages[0]["content"] if messages[0]["role"] == "system" else ""
+        system = "\n\n".join(p for p in (settings.LLM_SYSTEM_PROMPT, instructions) if p)
+        return [ord(c) for c in system]
+
+
+class EchoScheduler(ScriptedScheduler):
+    """Answers with the system prompt it was given (EchoEngine), word by word."""
+
+    def reply_for(self, request_id) -> str:
+        system = "".join(chr(i) for i in self._prompt_ids[request_id])
+        return "System prompt: " + " ".join(system.split())
 
 
 class _Recorded(logging.Handler):

@@ -3,10 +3,12 @@
 
 import { config, csrfToken, sessionEnded } from "./page.js";
 
-export function ApiError(code, detail, status) {
+// ``fields``: a sentence for each field the server refused (settings and presets).
+export function ApiError(code, detail, status, fields) {
   this.code = code;
   this.detail = detail;
   this.status = status || 0;
+  this.fields = fields && typeof fields === "object" ? fields : null;
 }
 
 export function api(path, body) {
@@ -39,7 +41,8 @@ export function api(path, body) {
           error.code || "http_" + response.status,
           error.detail || "Something went wrong on the server (HTTP " + response.status
             + "). Try again in a moment.",
-          response.status
+          response.status,
+          error.fields
         );
       }
       return data;

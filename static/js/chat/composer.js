@@ -4,8 +4,9 @@
 
 import { selectedSources } from "./documents.js";
 import { announce, config, el, state } from "./page.js";
-import { scrollToEnd, updateEmptyState, userMessageNode } from "./messages.js";
+import { scrollToEnd, updateEmptyState, updateMessageActions, userMessageNode } from "./messages.js";
 import { sendFrame } from "./socket.js";
+import { draftForFirstMessage } from "./settings.js";
 import { charCount, newClientId, numberFormat, utf8Length } from "./util.js";
 
 // The character counter appears from this share of the limit onwards.
@@ -17,11 +18,12 @@ var growsByItself = window.CSS && CSS.supports && CSS.supports("field-sizing", "
 var overLimit = false;
 
 // The largest frame the server takes: chat/protocol.py max_frame_bytes() (six bytes per
-// character of the limit, plus 1024 for the rest of the frame), and never over 1 MiB.
+// character of the message and instructions limits, plus 1024 for the rest of the frame),
+// and never over 1 MiB.
 function maxFrameBytes() {
   var limit = SERVER_MESSAGE_MAX_BYTES;
   if (config.maxChars > 0) {
-    limit = Math.min(limit, config.maxChars * 6 + 1024);
+    limit = Math.min(limit, (config.maxChars + config.maxInstructions) * 6 + 1024);
   }
   return limit;
 }
@@ -66,6 +68,7 @@ export function updateComposer() {
   el.send.disabled = !text.trim() || over || state.pending !== null || !state.connected;
   el.input.readOnly = state.pending !== null;
   el.composer.classList.toggle("is-pending", state.pending !== null);
+  updateMessageActions(streaming || state.pending !== null || !state.connected);
 }
 
 export function showComposerError(detail) {
@@ -106,6 +109,16 @@ function send() {
   if (sources) {
     message.sources = sources;
   }
+  if (state.currentId === null) {
+    // A new conversation starts with the settings chosen for it; it keeps them.
+    var draft = draftForFirstMessage();
+    if (draft.instructions) {
+      message.instructions = draft.instructions;
+    }
+    if (Object.keys(draft.params).length) {
+      message.params = draft.params;
+    }
+  }
   var frame = JSON.stringify(message);
   var frameBytes = utf8Length(frame);
   if (frameBytes > maxFrameBytes()) {
@@ -120,12 +133,13 @@ function send() {
     return;
   }
   clearComposerError();
-  var node = userMessageNode(content);
+  var node = userMessageNode({ content: content });
   node.classList.add("is-pending");
   el.messages.appendChild(node);
   updateEmptyState();
   scrollToEnd();
   state.pending = {
+    kind: "send",
     clientId: clientId,
     conversation: state.currentId,
     content: content,
@@ -136,10 +150,16 @@ function send() {
   updateComposer();
 }
 
-// The send failed before the answer started: the text stays in the composer.
+// The send failed before the answer started: the text stays in the composer (a regenerate
+// or an edit says so where it was asked for, through its own onAbandon).
 export function abandonPending(detail) {
   var pending = state.pending;
   state.pending = null;
+  if (pending.onAbandon) {
+    pending.onAbandon(detail);
+    updateComposer();
+    return;
+  }
   if (pending.node && pending.node.parentNode) {
     pending.node.remove();
   }
@@ -149,7 +169,7 @@ export function abandonPending(detail) {
   el.input.focus();
 }
 
-function stopGeneration() {
+export function stopGeneration() {
   var id = state.currentId;
   if (!id || !state.liveByConversation.has(id) || !state.connected) {
     return;
@@ -181,4 +201,15 @@ export function initComposer() {
   });
 
   el.stop.addEventListener("click", stopGeneration);
+
+  // Escape stops the answer being written, from anywhere on the page that does not use
+  // Escape itself (an open menu, a dialog, the rename and edit fields handle it first).
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape" && !event.defaultPrevented && currentGeneration()
+        && !document.querySelector("dialog[open]")) {
+      event.preventDefault();
+      stopGeneration();
+      announce("Stopping the answer.");
+    }
+  });
 }

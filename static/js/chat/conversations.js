@@ -1,5 +1,6 @@
-// The conversations: the sidebar list (load, rename, delete, download as Markdown or
-// JSON, and each item's menu) and which conversation is shown (opened from the list or the
+// The conversations: the sidebar list (paged as it scrolls; pinned first; the archived ones
+// apart; load, rename, pin, archive, delete, download as Markdown or JSON, and each item's
+// menu) and which conversation is shown (opened from the list or the
 // address's #c/<id>, loaded from the API, re-read while an answer to it is still being
 // written elsewhere).
 
@@ -8,16 +9,25 @@ import { announce, config, el, SITE_NAME, state } from "./page.js";
 import { renderConversation, updateEmptyState } from "./messages.js";
 import { showComposerError, updateComposer } from "./composer.js";
 import { closeSidebar, sidebarIsOpen } from "./sidebar.js";
-import { ICON_MORE, isUuid, make, shortDate, svgIcon } from "./util.js";
+import { showSettingsOf } from "./settings.js";
+import { revealMessage } from "./search.js";
+import { ICON_MORE, ICON_PIN, isUuid, make, shortDate, svgIcon } from "./util.js";
+
+// The server's page of the list (chat.services.PAGE_SIZE): more are asked for as it scrolls.
+var PAGE_SIZE = 50;
 
 // A conversation loaded with an answer still being written elsewhere is re-read this often.
 var STREAMING_REFRESH_MS = 3000;
-var HASH_RE = /^#c\/([0-9a-f-]{36})$/i;
+// #c/<conversation>, or #c/<conversation>/m/<message> for a message (a search result).
+var HASH_RE = /^#c\/([0-9a-f-]{36})(?:\/m\/([0-9a-f-]{36}))?$/i;
 
 var streamingRefreshTimer = 0;
 // The item whose menu is open, the rename in progress, whether the list changed while
 // either was open, and the conversation the delete dialog asks about.
 var list = { openMenu: null, renaming: null, dirty: false, deleteTarget: null };
+// Which list is shown (the archived one or not), where its next page starts (null: at the
+// end), and whether a page is being loaded.
+var paging = { archived: false, next: null, loading: false, generation: 0 };
 
 // --- Which conversation is shown -----------------------------------------------------
 
@@ -35,6 +45,7 @@ export function openConversation(id) {
   el.messages.replaceChildren();
   markCurrentInList();
   updateComposer();
+  showSettingsOf(null);
   if (id === null) {
     setTitle("");
     el.messages.classList.remove("is-loading");
@@ -57,6 +68,7 @@ function loadConversation(id, seq) {
     el.messages.classList.remove("is-loading");
     el.scroller.removeAttribute("aria-busy");
     setTitle(String(data.title || ""));
+    showSettingsOf(data.settings);
     if (renderConversation({ id: id, messages: data.messages })) {
       streamingRefreshTimer = window.setTimeout(function () {
         if (seq === state.viewSeq) {
@@ -93,6 +105,24 @@ export function conversationFromHash() {
   return match && isUuid(match[1]) ? match[1].toLowerCase() : null;
 }
 
+export function messageFromHash() {
+  var match = HASH_RE.exec(window.location.hash);
+  return match && isUuid(match[2] || "") ? match[2].toLowerCase() : null;
+}
+
+// Opens the conversation in the address (``always``: even the one shown), at its message
+// when the address names one.
+export function openFromHash(always) {
+  var id = conversationFromHash();
+  var message = messageFromHash();
+  var opened = always || id !== state.currentId ? openConversation(id) : Promise.resolve();
+  return opened.then(function () {
+    if (message && id === state.currentId) {
+      revealMessage(message);
+    }
+  });
+}
+
 export function startNewConversation(focusInput) {
   if (window.location.hash) {
     window.history.pushState(null, "", window.location.pathname + window.location.search);
@@ -106,20 +136,124 @@ export function startNewConversation(focusInput) {
 
 // --- Conversation list ---------------------------------------------------------------
 
+function normalised(c) {
+  return {
+    id: c.id.toLowerCase(),
+    title: String(c.title || ""),
+    updated_at: c.updated_at,
+    pinned: c.pinned === true,
+    archived: c.archived === true,
+  };
+}
+
+function listPath(after, limit) {
+  var params = [];
+  if (paging.archived) {
+    params.push("archived=1");
+  }
+  if (after) {
+    params.push("after=" + encodeURIComponent(after));
+  }
+  if (limit && limit !== PAGE_SIZE) {
+    params.push("limit=" + limit);
+  }
+  return "conversations" + (params.length ? "?" + params.join("&") : "");
+}
+
+function showListStatus() {
+  el.listStatus.hidden = state.conversations.length > 0;
+  el.listStatus.textContent = paging.archived
+    ? "No archived conversations."
+    : "No conversations yet. What you ask appears here.";
+  el.loadMore.hidden = paging.next === null;
+}
+
+// Reloads the list from its start, as many as are shown now (so scrolling back is not lost).
 export function refreshConversations() {
-  return api("conversations").then(function (data) {
+  var generation = ++paging.generation;
+  var shown = state.conversations.filter(function (c) { return !c.pinned; }).length;
+  var limit = Math.min(500, Math.max(PAGE_SIZE, shown));
+  return api(listPath(null, limit)).then(function (data) {
+    if (generation !== paging.generation) {
+      return;
+    }
     state.conversations = (data.conversations || []).filter(function (c) {
       return isUuid(c.id);
-    }).map(function (c) {
-      return { id: c.id.toLowerCase(), title: String(c.title || ""), updated_at: c.updated_at };
-    });
-    el.listStatus.hidden = state.conversations.length > 0;
-    el.listStatus.textContent = "No conversations yet. What you ask appears here.";
+    }).map(normalised);
+    paging.next = typeof data.next === "string" ? data.next : null;
+    showListStatus();
     var current = state.conversations.find(function (c) { return c.id === state.currentId; });
     if (current && current.title !== state.currentTitle) {
       setTitle(current.title);
     }
     renderList();
+  }).catch(function (error) {
+    el.listStatus.hidden = false;
+    el.listStatus.textContent = error.detail;
+  });
+}
+
+function loadMore() {
+  if (paging.loading || paging.next === null) {
+    return;
+  }
+  paging.loading = true;
+  var generation = paging.generation;
+  el.loadMore.disabled = true;
+  api(listPath(paging.next)).then(function (data) {
+    if (generation !== paging.generation) {
+      return;
+    }
+    var known = new Set(state.conversations.map(function (c) { return c.id; }));
+    var more = (data.conversations || []).filter(function (c) {
+      return isUuid(c.id) && !known.has(c.id.toLowerCase());
+    }).map(normalised);
+    state.conversations = state.conversations.concat(more);
+    paging.next = typeof data.next === "string" ? data.next : null;
+    showListStatus();
+    if (list.renaming || list.openMenu) {
+      list.dirty = true;
+    } else {
+      more.forEach(function (c) { el.list.appendChild(listItem(c)); });
+      markCurrentInList();
+    }
+    announce(more.length + " more conversations listed.");
+  }).catch(function (error) {
+    el.listStatus.hidden = false;
+    el.listStatus.textContent = error.detail;
+  }).finally(function () {
+    paging.loading = false;
+    el.loadMore.disabled = false;
+  });
+}
+
+function showArchived(archived) {
+  paging.archived = archived;
+  paging.next = null;
+  state.conversations = [];
+  el.list.replaceChildren();
+  el.archiveToggle.textContent = archived ? "Show your conversations" : "Show archived conversations";
+  el.listHeading.textContent = archived ? "Archived conversations" : "Your conversations";
+  refreshConversations().then(function () {
+    announce(archived ? "Showing archived conversations." : "Showing your conversations.");
+  });
+}
+
+function setFlag(li, action) {
+  var conversation = conversationById(li.dataset.id);
+  if (!conversation) {
+    return;
+  }
+  closeMenu(false);
+  api(conversationPath(conversation.id) + "/" + action, {}).then(function () {
+    var words = {
+      pin: "pinned", unpin: "unpinned", archive: "archived", unarchive: "moved back from the archive",
+    };
+    announce("Conversation “" + displayTitle(conversation.title) + "” " + words[action] + ".");
+    return refreshConversations();
+  }).then(function () {
+    var item = itemById(conversation.id);
+    (item ? item.querySelector(".conversation-more") : el.newConversation).focus();
   }).catch(function (error) {
     el.listStatus.hidden = false;
     el.listStatus.textContent = error.detail;
@@ -146,9 +280,16 @@ function listItem(conversation) {
   var li = make("li", "conversation-item");
   li.dataset.id = conversation.id;
 
+  li.classList.toggle("is-pinned", conversation.pinned);
   var link = make("a", "conversation-link");
   link.href = "#c/" + conversation.id;
-  link.appendChild(make("span", "conversation-name", displayTitle(conversation.title)));
+  var name = make("span", "conversation-name");
+  if (conversation.pinned) {
+    name.appendChild(svgIcon(ICON_PIN));
+    name.appendChild(make("span", "visually-hidden", "Pinned: "));
+  }
+  name.appendChild(make("span", "conversation-name-text", displayTitle(conversation.title)));
+  link.appendChild(name);
   var time = make("time", "conversation-date", shortDate(conversation.updated_at));
   time.dateTime = conversation.updated_at || "";
   link.appendChild(time);
@@ -170,6 +311,16 @@ function listItem(conversation) {
   rename.type = "button";
   rename.dataset.action = "rename";
   menu.appendChild(rename);
+  if (!conversation.archived) {
+    var pin = make("button", "menu-item", conversation.pinned ? "Unpin" : "Pin to the top");
+    pin.type = "button";
+    pin.dataset.action = conversation.pinned ? "unpin" : "pin";
+    menu.appendChild(pin);
+  }
+  var archive = make("button", "menu-item", conversation.archived ? "Move back from the archive" : "Archive");
+  archive.type = "button";
+  archive.dataset.action = conversation.archived ? "unarchive" : "archive";
+  menu.appendChild(archive);
   var base = config.exportUrl + encodeURIComponent(conversation.id) + "/";
   var exportMd = make("a", "menu-item", "Export as Markdown");
   exportMd.href = base + "export.md";
@@ -349,7 +500,7 @@ function endRename(returnFocus) {
   renaming.li.querySelector(".conversation-more").hidden = false;
   var conversation = conversationById(renaming.id);
   if (conversation) {
-    link.querySelector(".conversation-name").textContent = displayTitle(conversation.title);
+    link.querySelector(".conversation-name-text").textContent = displayTitle(conversation.title);
     renaming.li.querySelector(".conversation-more").setAttribute(
       "aria-label", "Actions for \u201c" + displayTitle(conversation.title) + "\u201d"
     );
@@ -416,14 +567,27 @@ export function initConversations() {
     startNewConversation(true);
   });
 
+  el.loadMore.addEventListener("click", loadMore);
+  el.archiveToggle.addEventListener("click", function () {
+    showArchived(!paging.archived);
+  });
+  // The next page loads by itself when the end of the list scrolls into view.
+  if ("IntersectionObserver" in window) {
+    new IntersectionObserver(function (entries) {
+      if (entries.some(function (entry) { return entry.isIntersecting; })) {
+        loadMore();
+      }
+    }, { root: el.listScroller, rootMargin: "200px" }).observe(el.loadMore);
+  }
+
   window.addEventListener("hashchange", function () {
-    var id = conversationFromHash();
-    if (id !== state.currentId) {
-      openConversation(id);
-    }
+    var revealing = messageFromHash() !== null;
+    openFromHash();
     if (sidebarIsOpen()) {
       closeSidebar(false);
-      el.input.focus();
+      if (!revealing) {
+        el.input.focus();
+      }
     }
   });
 
@@ -445,6 +609,8 @@ export function initConversations() {
       startRename(li);
     } else if (action && action.dataset.action === "delete") {
       askDelete(li);
+    } else if (action && ["pin", "unpin", "archive", "unarchive"].indexOf(action.dataset.action) !== -1) {
+      setFlag(li, action.dataset.action);
     } else if (event.target.closest(".conversation-link") && li.dataset.id === state.currentId) {
       closeSidebar(false);
       el.input.focus();

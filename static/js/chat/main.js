@@ -8,14 +8,16 @@ import { initScrolling } from "./messages.js";
 import { initComposer, resizeInput, updateComposer } from "./composer.js";
 import { initCopy } from "./copy.js";
 import { initDocuments } from "./documents.js";
+import { initVersions } from "./versions.js";
+import { initSettings } from "./settings.js";
 import { initSidebar } from "./sidebar.js";
 import {
-  conversationFromHash,
   initConversations,
-  openConversation,
+  openFromHash,
   refreshConversations,
   reloadCurrent,
 } from "./conversations.js";
+import { initSearch } from "./search.js";
 import { initStatus, refreshStatus } from "./status.js";
 import { connectionLost, handleFrame } from "./stream.js";
 import { startSocket } from "./socket.js";
@@ -26,6 +28,9 @@ function start() {
   initSidebar();
   initScrolling();
   initCopy();
+  initVersions();
+  initSettings();
+  initSearch();
   initStatus();
   initDocuments();
 
@@ -33,7 +38,7 @@ function start() {
   updateComposer();
   refreshStatus();
   refreshConversations();
-  openConversation(conversationFromHash());
+  openFromHash(true);
   startSocket({
     onOpen: function (reconnected) {
       updateComposer();

@@ -1,12 +1,13 @@
-// The messages of the conversation shown: user and assistant message nodes, their badges
-// and notes, rendering a loaded conversation, rendering streaming answers at most every
+// The messages of the conversation shown: user and assistant message nodes, their badges,
+// notes, version switchers and actions (edit, regenerate, details), rendering a loaded
+// conversation, rendering streaming answers at most every
 // RENDER_INTERVAL_MS, and keeping the view at the latest text while the user has not
 // scrolled away from it.
 
 import { showCitations } from "./documents.js";
 import { el, state } from "./page.js";
 import { renderMarkdownInto } from "./markdown.js";
-import { copyButton, isUuid, make } from "./util.js";
+import { copyButton, isUuid, make, numberFormat, svgIcon } from "./util.js";
 
 // Markdown is re-rendered at most this often while an answer streams (milliseconds).
 var RENDER_INTERVAL_MS = 100;
@@ -15,6 +16,15 @@ var STICK_THRESHOLD_PX = 48;
 
 // The Markdown source of each assistant message node, for its Copy button.
 export var messageSource = new WeakMap();
+// The text of each user message node, for its Edit form.
+export var questionText = new WeakMap();
+// The ids of each message node's versions (itself included), oldest first.
+export var messageVersions = new WeakMap();
+
+var ICON_EDIT = "M4 20h4L19 9l-4-4L4 16zM13 7l4 4";
+var ICON_REGENERATE = "M20 11a8 8 0 1 0-2.3 5.7M20 5v6h-6";
+var ICON_PREVIOUS = "M15 6l-6 6 6 6";
+var ICON_NEXT = "M9 6l6 6-6 6";
 
 var stickToBottom = true;
 
@@ -41,11 +51,106 @@ export function findMessage(id) {
   return el.messages.querySelector('[data-message-id="' + CSS.escape(id) + '"]');
 }
 
-export function userMessageNode(content) {
+function actionButton(className, icon, text, label) {
+  var button = make("button", "action-button " + className);
+  button.type = "button";
+  button.appendChild(svgIcon(icon));
+  button.appendChild(make("span", "action-label", text));
+  if (label) {
+    button.setAttribute("aria-label", label);
+  }
+  return button;
+}
+
+// "< 2/3 >" for a message with several versions; nothing for a message with one.
+export function setVersions(node, versions) {
+  var id = node.dataset.messageId;
+  versions = (versions || []).filter(isUuid);
+  if (!versions.length && id) {
+    versions = [id];
+  }
+  messageVersions.set(node, versions);
+  var old = node.querySelector(".versions");
+  if (old) {
+    old.remove();
+  }
+  if (versions.length < 2) {
+    return;
+  }
+  var index = versions.indexOf(id);
+  var who = node.classList.contains("message-user") ? "question" : "answer";
+  var group = make("div", "versions");
+  group.setAttribute("role", "group");
+  group.setAttribute("aria-label", "Versions of this " + who);
+  var previous = actionButton("version-previous", ICON_PREVIOUS, "", "Previous version");
+  previous.disabled = index <= 0;
+  var next = actionButton("version-next", ICON_NEXT, "", "Next version");
+  next.disabled = index === versions.length - 1;
+  var position = make("span", "version-position");
+  var shown = make("span", "", (index + 1) + "/" + versions.length);
+  shown.setAttribute("aria-hidden", "true");
+  position.appendChild(shown);
+  position.appendChild(make("span", "visually-hidden", "Version " + (index + 1) + " of " + versions.length));
+  group.appendChild(previous);
+  group.appendChild(position);
+  group.appendChild(next);
+  node.querySelector(".message-actions").prepend(group);
+}
+
+export function userMessageNode(message) {
   var node = make("article", "message message-user");
+  if (message.id) {
+    node.dataset.messageId = message.id;
+  }
   node.appendChild(make("h2", "visually-hidden", "You said:"));
-  node.appendChild(make("div", "message-body", content));
+  node.appendChild(make("div", "message-body", message.content));
+  questionText.set(node, message.content);
+  var actions = make("div", "message-actions");
+  actions.appendChild(actionButton("edit-button", ICON_EDIT, "Edit", "Edit this question and ask again"));
+  node.appendChild(actions);
+  setVersions(node, message.versions);
   return node;
+}
+
+// The question node that was pending gets its stored id: it can be edited from now on.
+export function questionStored(node, id, versions) {
+  node.dataset.messageId = id;
+  setVersions(node, versions || [id]);
+}
+
+function detailRows(message) {
+  var rows = [];
+  var tokens = message.completion_tokens;
+  if (typeof tokens === "number") {
+    rows.push(["Answer tokens", numberFormat.format(tokens)]);
+  }
+  if (typeof message.prompt_tokens === "number") {
+    rows.push(["Prompt tokens", numberFormat.format(message.prompt_tokens)]);
+  }
+  var first = message.time_to_first_token_ms;
+  if (typeof first === "number") {
+    rows.push(["Time to first token", numberFormat.format(first) + " ms"]);
+  }
+  var duration = message.duration_ms;
+  if (typeof tokens === "number" && typeof duration === "number" && typeof first === "number"
+      && duration > first && tokens > 1) {
+    var rate = (tokens - 1) / ((duration - first) / 1000);
+    rows.push(["Tokens per second", rate.toFixed(1)]);
+  }
+  return rows;
+}
+
+// The answer's numbers (tokens, time to first token, tokens per second), shown on demand.
+export function setDetails(node, message) {
+  var details = node.querySelector(".answer-details");
+  var rows = detailRows(message);
+  details.hidden = rows.length === 0;
+  var list = details.querySelector("dl");
+  list.replaceChildren();
+  rows.forEach(function (row) {
+    list.appendChild(make("dt", "", row[0]));
+    list.appendChild(make("dd", "", row[1]));
+  });
 }
 
 export function assistantMessageNode(message) {
@@ -67,7 +172,37 @@ export function assistantMessageNode(message) {
   typing.appendChild(make("span"));
   node.appendChild(typing);
   node.appendChild(make("p", "message-note"));
+  var actions = make("div", "message-actions");
+  var regenerate = actionButton("regenerate-button", ICON_REGENERATE, "Regenerate", "Regenerate this answer");
+  regenerate.setAttribute("aria-keyshortcuts", "Alt+R");
+  regenerate.title = "Regenerate (Alt+R)";
+  actions.appendChild(regenerate);
+  var details = make("details", "answer-details");
+  details.appendChild(make("summary", "", "Details"));
+  details.appendChild(make("dl"));
+  actions.appendChild(details);
+  node.appendChild(actions);
+  setDetails(node, message);
+  setVersions(node, message.versions);
   return node;
+}
+
+// Regenerate only on the conversation's last answer, edits and version changes only while
+// nothing is being sent or written in it.
+export function updateMessageActions(busy) {
+  var answers = el.messages.querySelectorAll(".message-assistant");
+  answers.forEach(function (node, index) {
+    node.querySelector(".regenerate-button").hidden = busy || index !== answers.length - 1
+      || node.classList.contains("is-streaming");
+  });
+  el.messages.querySelectorAll(".edit-button").forEach(function (button) {
+    var node = button.closest(".message");
+    button.hidden = busy || !node.dataset.messageId || node.classList.contains("is-editing");
+  });
+  el.messages.querySelectorAll(".versions button").forEach(function (button) {
+    button.dataset.busy = busy ? "true" : "";
+    button.setAttribute("aria-disabled", busy ? "true" : "false");
+  });
 }
 
 // status: "live" (arriving on this socket), or a stored status, or "length"/"interrupted".
@@ -117,13 +252,17 @@ export function contentChanged() {
 
 // Shows a loaded conversation ({id, messages}); answers streaming on this socket show their
 // text so far. Returns true when a stored answer is still being written elsewhere.
-export function renderConversation(data) {
+export function renderConversation(data, keepScroll) {
   el.messages.replaceChildren();
   var seen = new Set();
   var needsRefresh = false;
   (data.messages || []).forEach(function (message) {
     if (message.role === "user") {
-      el.messages.appendChild(userMessageNode(String(message.content || "")));
+      el.messages.appendChild(userMessageNode({
+        id: isUuid(message.id) ? message.id : "",
+        content: String(message.content || ""),
+        versions: (message.versions || []).filter(isUuid),
+      }));
       return;
     }
     if (message.role !== "assistant" || !isUuid(message.id)) {
@@ -149,7 +288,9 @@ export function renderConversation(data) {
     showAssistant(node, live.text, "live");
   }
   updateEmptyState();
-  scrollToEnd();
+  if (!keepScroll) {
+    scrollToEnd();
+  }
   return needsRefresh;
 }
 

@@ -9,6 +9,7 @@ var dataset = app ? app.dataset : {};
 export var config = {
   wsPath: dataset.wsPath || "/ws/chat/",
   maxChars: parseInt(dataset.maxChars, 10) || 0,
+  maxInstructions: parseInt(dataset.maxInstructions, 10) || 0,
   apiUrl: dataset.apiUrl || "/chat/api/",
   exportUrl: dataset.exportUrl || "/chat/conversations/",
 };
@@ -25,6 +26,10 @@ export var el = {
   backdrop: document.getElementById("sidebar-backdrop"),
   newConversation: document.getElementById("new-conversation"),
   list: document.getElementById("conversation-list"),
+  listScroller: document.getElementById("conversation-scroller"),
+  listHeading: document.getElementById("list-heading"),
+  loadMore: document.getElementById("load-more"),
+  archiveToggle: document.getElementById("archive-toggle"),
   listStatus: document.getElementById("conversation-list-status"),
   title: document.getElementById("conversation-title"),
   workerStatus: document.getElementById("worker-status"),
@@ -55,6 +60,9 @@ export var state = {
   conversations: [],
   currentId: null,
   currentTitle: "",
+  // The settings of the conversation shown ({instructions, temperature, max_new_tokens}),
+  // or of the one the next message starts; null: the site's defaults.
+  settings: null,
   // Bumped on every change of the conversation shown, so late answers for an old view
   // are recognised and dropped.
   viewSeq: 0,

@@ -39,6 +39,7 @@ export function initSidebar() {
   });
   el.sidebar.addEventListener("keydown", function (event) {
     if (event.key === "Escape" && app.classList.contains("sidebar-open") && !event.defaultPrevented) {
+      event.preventDefault();
       closeSidebar(true);
     }
   });

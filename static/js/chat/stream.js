@@ -9,7 +9,10 @@ import {
   contentChanged,
   findMessage,
   forgetRender,
+  questionStored,
   scheduleRender,
+  setDetails,
+  setVersions,
   showAssistant,
   updateEmptyState,
 } from "./messages.js";
@@ -74,13 +77,23 @@ function onStarted(frame) {
 
   var pending = state.pending;
   var ours = pending && (!frame.client_id || frame.client_id === pending.clientId);
+  var questionId = isUuid(frame.question) ? frame.question.toLowerCase() : "";
+  // The versions the new answer joins (a regenerated answer's), kept for its switcher.
+  var versions = null;
   if (ours) {
     state.pending = null;
-    if (el.input.value === pending.content) {
-      el.input.value = "";
-      resizeInput();
+    if (pending.kind === "send") {
+      if (el.input.value === pending.content) {
+        el.input.value = "";
+        resizeInput();
+      }
+      pending.node.classList.remove("is-pending");
+      if (questionId && pending.node.isConnected) {
+        questionStored(pending.node, questionId);
+      }
+    } else if (pending.viewSeq === state.viewSeq) {
+      versions = pending.onStarted(questionId, messageId);
     }
-    pending.node.classList.remove("is-pending");
     if (pending.viewSeq === state.viewSeq && state.currentId === null) {
       state.currentId = conversationId;
       window.history.replaceState(null, "", "#c/" + conversationId);
@@ -89,6 +102,9 @@ function onStarted(frame) {
   if (state.currentId === conversationId && !findMessage(messageId)) {
     var node = assistantMessageNode(live);
     el.messages.appendChild(node);
+    if (versions) {
+      setVersions(node, versions);
+    }
     showAssistant(node, "", "live");
     updateEmptyState();
     contentChanged();
@@ -132,6 +148,13 @@ function onDone(frame) {
   if (node) {
     showAssistant(node, live.text, status);
     showCitations(node, frame.citations);
+    var usage = frame.usage && typeof frame.usage === "object" ? frame.usage : {};
+    setDetails(node, {
+      prompt_tokens: usage.prompt_tokens,
+      completion_tokens: usage.completion_tokens,
+      time_to_first_token_ms: frame.time_to_first_token_ms,
+      duration_ms: frame.duration_ms,
+    });
     contentChanged();
     var spoken = node.querySelector(".message-body").textContent.trim();
     if (spoken.length > ANNOUNCE_MAX_CHARS) {
@@ -140,7 +163,12 @@ function onDone(frame) {
     var ending = BADGES[status] ? " " + BADGES[status].note : "";
     announce("Assistant: " + spoken + ending);
   }
+  var focusLost = document.activeElement === document.body || document.activeElement === el.stop;
   updateComposer();
+  // Stop and the answer's own controls hide while it ends: keep the keyboard in the composer.
+  if (live.conversation === state.currentId && focusLost) {
+    el.input.focus();
+  }
   refreshConversations();
 }
 

@@ -60,6 +60,7 @@ export function shortDate(iso) {
 }
 
 export var ICON_MORE = "M5 12h.01M12 12h.01M19 12h.01";
+export var ICON_PIN = "M12 17v5M8 3h8l-1 6 3 4H6l3-4z";
 export var ICON_COPY = "M9 9h10v10H9zM5 15V5h10";
 
 export function svgIcon(pathData) {
