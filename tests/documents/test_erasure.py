@@ -2,6 +2,7 @@
 erasing its uploader) destroys the key, so a copy of the database taken before cannot show
 it; a legal hold stops it; the user's data archive lists them."""
 
+import base64
 import datetime
 import io
 import json
@@ -10,13 +11,16 @@ import zipfile
 import pytest
 from django.contrib.auth.models import Group
 from django.db import connection, transaction
+from django.db.migrations.executor import MigrationExecutor
 
 from accounts.erasure import ErasureRefused, erase_user, place_legal_hold, reapply_erasures
 from accounts.roles import COMPLIANCE
 from audit.models import AuditEvent
+from chat.retrieval import Sources
 from core import crypto, datakeys, personal_data
-from documents import indexing, services
+from documents import indexing, services, vectors
 from documents.models import Chunk, Document, DocumentFile, document_key
+from documents.search import DocumentSearch
 from tests.documents.test_api import _signed_in
 
 pytestmark = pytest.mark.django_db
@@ -187,3 +191,64 @@ def test_a_restored_database_forgets_documents_deleted_since(employee):
     assert list(Document.objects.values_list("pk", flat=True)) == [kept.pk]
     event = AuditEvent.objects.get(action="document.deleted")
     assert event.details["reapplied_after_restore"] is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_documents_stored_under_the_keyring_move_to_their_data_keys_when_migrated(employee):
+    executor = MigrationExecutor(connection)
+    executor.migrate([("documents", "0001_documents_chunks_collections")])
+    old = executor.loader.project_state([("documents", "0001_documents_chunks_collections")]).apps
+    document = old.get_model("documents", "Document").objects.create(
+        owner_id=employee.pk, name="merger.txt", kind="text", size=len(SECRET)
+    )
+    old.get_model("documents", "DocumentFile").objects.create(
+        document=document, data=base64.b64encode(SECRET).decode("ascii")
+    )
+    old.get_model("documents", "Chunk").objects.create(
+        document=document, position=0, passage=SECRET.decode(), vector="AAAA", embedding_model="m"
+    )
+    assert all(tokens[0].startswith("gAAAAA") for tokens in dump().values())
+
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+    ref = document_key(employee.pk, document.pk)
+    assert all(datakeys.ref_of(tokens[0]) == ref for tokens in dump().values())
+    migrated = Document.objects.get(pk=document.pk)
+    assert migrated.name == "merger.txt"
+    assert base64.b64decode(DocumentFile.objects.get(document=migrated).data) == SECRET
+    chunk = Chunk.objects.get(document=migrated)
+    assert (chunk.passage, chunk.vector) == (SECRET.decode(), "AAAA")
+    datakeys.destroy(ref)
+    assert Chunk.objects.get(document=migrated).passage == datakeys.ERASED
+
+
+def test_search_passes_over_a_document_erased_after_the_backup_it_was_restored_from(employee):
+    erased = an_indexed_document(employee)
+    kept = an_indexed_document(employee, "dates.txt", b"The merger closes on 14 March.")
+    # As in a restored database before reapply_erasures: the rows are back, the key is not.
+    datakeys.destroy(document_key(employee.pk, erased.pk))
+    vectors.cache.clear()
+
+    citations = DocumentSearch().retrieve(
+        employee,
+        "When does the merger close?",
+        Sources(documents=(str(erased.pk), str(kept.pk))),
+        max_chars=2000,
+    )
+
+    assert [c["document"] for c in citations] == [str(kept.pk)]
+
+
+def test_a_queued_document_erased_after_the_backup_fails_with_a_reason_instead_of_crashing(
+    employee,
+):
+    document = services.upload(actor=employee, name="later.txt", data=b"Deleted later.")
+    datakeys.destroy(document_key(employee.pk, document.pk))
+
+    assert indexing.run_pending() == 1
+
+    document.refresh_from_db()
+    assert document.status == Document.Status.FAILED
+    assert document.failure_reason == indexing.ERASED_FILE
