@@ -4,8 +4,11 @@ Documents themselves are not in the admin at all: an admin cannot list, open or 
 anyone's personal documents, and sees only how many documents a collection holds.
 """
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.db.models import Count
+from django.shortcuts import redirect
+from django.urls import reverse
 
 from accounts.roles import ADMINS
 from documents import services
@@ -93,9 +96,22 @@ class CollectionAdmin(AdminsOnly, admin.ModelAdmin):
             )
         formset.new_objects, formset.changed_objects = [], []
 
+    def delete_view(self, request, object_id, extra_context=None):
+        """A collection holding documents under a legal hold is not deleted: said, not a 500."""
+        collection = self.get_object(request, unquote(object_id))
+        if collection is not None and services.collection_held(collection):
+            messages.error(request, services.HELD_IN_COLLECTION)
+            return redirect(reverse("admin:documents_collection_change", args=[collection.pk]))
+        return super().delete_view(request, object_id, extra_context)
+
     def delete_model(self, request, obj):
         services.delete_collection(actor=request.user, collection=obj, request=request)
 
     def delete_queryset(self, request, queryset):
         for collection in queryset:
-            services.delete_collection(actor=request.user, collection=collection, request=request)
+            try:
+                services.delete_collection(
+                    actor=request.user, collection=collection, request=request
+                )
+            except services.DocumentHeld as exc:
+                messages.error(request, f"{collection.name}: {exc}")

@@ -23,6 +23,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from audit.log import record
+from core import datakeys
 from documents import vectors
 from documents.chunking import chunk_sections
 from documents.embedding import BATCH_SIZE, EMBEDDING_MODEL_NAME, embed_texts
@@ -37,6 +38,8 @@ INTERRUPTED = (
     "Indexing was interrupted three times (a server restarted or ran out of memory); "
     "upload the file again, and tell your IT team if it keeps happening."
 )
+# A database restored from a backup older than the document's deletion: its key is gone.
+ERASED_FILE = "This document was deleted; its file can no longer be read."
 NO_TEXT = "No text was found in the file (a scanned PDF has only images); upload a text version."
 
 
@@ -123,7 +126,11 @@ def _fail(document: Document, reason: str, *, expected_lease) -> None:
 def index(document: Document) -> None:
     """Extract, chunk, embed and store one claimed document; ends ready or failed."""
     try:
-        data = base64.b64decode(DocumentFile.objects.get(document=document).data)
+        stored = DocumentFile.objects.get(document=document).data
+        if isinstance(stored, datakeys.Erased):
+            _fail(document, ERASED_FILE, expected_lease=document.lease_until)
+            return
+        data = base64.b64decode(stored)
         try:
             sections, pages = extract(document.kind, data)
         except ExtractionFailed as exc:

@@ -1,8 +1,10 @@
 """Documents, their chunks and vectors, and group collections.
 
-Everything derived from a file is encrypted at rest with the project keyring: the file
-itself, its name, every chunk's text and every chunk's vector (an embedding can be inverted
-into much of the text it came from). Only sizes, states and ids are stored in the clear.
+Everything derived from a file is sealed under the document's own data key
+(``core.datakeys``, scope ``document-<id>``, owned by its uploader): the file itself, its
+name, every chunk's text and every chunk's vector (an embedding can be inverted into much of
+the text it came from). Deleting a document destroys its key, so a database backup taken
+before cannot show it either. Only sizes, states and ids are stored in the clear.
 """
 
 import uuid
@@ -12,7 +14,24 @@ from django.contrib.auth.models import Group
 from django.db import models
 from django.utils import timezone
 
+from core import datakeys
 from core.crypto import EncryptedTextField
+
+DOCUMENT_SCOPE = "document-"
+
+
+def document_key(owner_id: int, document_id) -> datakeys.KeyRef:
+    """The data key of one document (personal or in a collection): its uploader's, one per
+    document, so that one document can be erased."""
+    return datakeys.KeyRef(int(owner_id), f"{DOCUMENT_SCOPE}{document_id}")
+
+
+def _document_key(document) -> datakeys.KeyRef:
+    return document_key(document.owner_id, document.pk)
+
+
+def _part_key(row) -> datakeys.KeyRef:
+    return document_key(row.document.owner_id, row.document_id)
 
 
 class Collection(models.Model):
@@ -69,7 +88,9 @@ class Document(models.Model):
     collection = models.ForeignKey(
         Collection, null=True, blank=True, on_delete=models.CASCADE, related_name="documents"
     )
-    name = EncryptedTextField(help_text="Encrypted with the chat keyring.")
+    name = EncryptedTextField(
+        help_text="Sealed under the document's data key.", data_key=_document_key
+    )
     kind = models.CharField(max_length=16, help_text="Decided from the content, not the name.")
     size = models.PositiveBigIntegerField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
@@ -98,7 +119,13 @@ class DocumentFile(models.Model):
     document = models.OneToOneField(
         Document, on_delete=models.CASCADE, primary_key=True, related_name="file"
     )
-    data = EncryptedTextField(help_text="Base64 of the file, encrypted with the chat keyring.")
+    data = EncryptedTextField(
+        help_text="Base64 of the file, sealed under the document's data key.",
+        data_key=_part_key,
+        key_related=("document",),
+        # The document made the key; its parts never make one (docs/architecture.md).
+        creates_key=False,
+    )
 
     def __str__(self):
         return f"file of {self.document_id}"
@@ -110,8 +137,18 @@ class Chunk(models.Model):
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
     position = models.PositiveIntegerField()
     page = models.PositiveIntegerField(null=True, blank=True)
-    passage = EncryptedTextField(help_text="The passage's text, encrypted.")
-    vector = EncryptedTextField(help_text="Base64 of float32 values, encrypted.")
+    passage = EncryptedTextField(
+        help_text="The passage's text, sealed under the document's data key.",
+        data_key=_part_key,
+        key_related=("document",),
+        creates_key=False,
+    )
+    vector = EncryptedTextField(
+        help_text="Base64 of float32 values, sealed under the document's data key.",
+        data_key=_part_key,
+        key_related=("document",),
+        creates_key=False,
+    )
     embedding_model = models.CharField(max_length=200)
 
     class Meta:

@@ -16,11 +16,13 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.db.models import Q, Sum
 
+from accounts.erasure import ErasureRefused, held_user_ids, refuse_if_held
 from audit.log import record
+from core import datakeys
 from core.labels import one_line_label
 from documents import vectors
 from documents.extraction import detect_kind
-from documents.models import Collection, CollectionGrant, Document, DocumentFile
+from documents.models import Collection, CollectionGrant, Document, DocumentFile, document_key
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +39,20 @@ class DocumentNotFound(Exception):
 
 class CollectionNotFound(Exception):
     """No such collection, or not one the asking user may use (the same answer for both)."""
+
+
+class DocumentHeld(Exception):
+    """The document's uploader is under a legal hold: nothing of theirs is erased now."""
+
+
+HELD = (
+    "This document cannot be deleted now: the organisation must keep its uploader's data for "
+    "a legal matter (a legal hold). Ask Compliance if you have questions."
+)
+HELD_IN_COLLECTION = (
+    "This collection cannot be deleted now: some of its documents were uploaded by people "
+    "whose data the organisation must keep for a legal matter (a legal hold). Ask Compliance."
+)
 
 
 def _megabytes(size: int) -> str:
@@ -192,10 +208,18 @@ def _forget_deleted_pages() -> None:
             cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
-def delete(*, actor, document: Document, request=None) -> None:
-    """Remove a document, its file, text, chunks and vectors, and every cached copy."""
+def delete(*, actor, document: Document, request=None, erasing: bool = False) -> None:
+    """Remove a document, its file, text, chunks and vectors, and every cached copy; its
+    data key goes with its row (``destroy_document_key``), so no backup can bring it back.
+    DocumentHeld when its uploader is under a legal hold (``erasing``: the user's erasure,
+    which checked the hold itself)."""
     document_id = document.pk
     with transaction.atomic():
+        if not erasing:
+            try:
+                refuse_if_held(document.owner, "This document")
+            except ErasureRefused:
+                raise DocumentHeld(HELD) from None
         chunks = document.chunks.count()
         Document.objects.filter(pk=document_id).delete()
         record(
@@ -209,13 +233,47 @@ def delete(*, actor, document: Document, request=None) -> None:
     _forget_deleted_pages()
 
 
+def destroy_document_key(sender, instance, **kwargs) -> None:
+    """``post_delete`` of a document, however it goes (deleted, its collection deleted, its
+    user erased or deleted): its data key goes with it, in the same transaction."""
+    datakeys.destroy(document_key(instance.owner_id, instance.pk))
+
+
 def delete_all_of(*, actor, user, request=None) -> int:
-    """Every personal document of ``user`` (when the account is deleted)."""
+    """Every document ``user`` uploaded, personal or in a collection (when the account is
+    erased; ``accounts.erasure.erase_user`` has checked for a legal hold)."""
     deleted = 0
     for document in Document.objects.filter(owner=user):
-        delete(actor=actor, document=document, request=request)
+        delete(actor=actor, document=document, request=request, erasing=True)
         deleted += 1
     return deleted
+
+
+def erase_documents_of(*, sender, user, actor, **kwargs) -> dict[str, int]:
+    """``accounts.signals.user_erasing``: delete the user's documents, each audited."""
+    return {"documents": delete_all_of(actor=actor, user=user)}
+
+
+@transaction.atomic
+def forget_erased_document(user_id: int, document_id: str) -> int:
+    """A document deleted after the backup this database came from (its key is gone, it
+    reads as erased): its rows go too. Registered with core.datakeys for
+    ``manage.py reapply_erasures``; returns 1 when there was such a document."""
+    document = Document.objects.filter(pk=_uuid(document_id), owner_id=user_id).first()
+    if document is None or datakeys.exists(document_key(user_id, document.pk)):
+        return 0
+    found_id = document.pk
+    chunks = document.chunks.count()
+    document.delete()
+    record(
+        "document.deleted",
+        actor=None,
+        target=f"documents.document:{found_id}",
+        chunk_count=chunks,
+        reapplied_after_restore=True,
+    )
+    transaction.on_commit(lambda: vectors.forget(found_id))
+    return 1
 
 
 # --- Collections (admins) ---------------------------------------------------------------------
@@ -258,8 +316,16 @@ def revoke(*, actor, collection, group, request=None) -> None:
     record("collection.revoked", actor=actor, request=request, target=collection, group_id=group.pk)
 
 
+def collection_held(collection) -> bool:
+    """Whether a document of the collection was uploaded by someone under a legal hold."""
+    return Document.objects.filter(collection=collection, owner_id__in=held_user_ids()).exists()
+
+
 def delete_collection(*, actor, collection, request=None) -> None:
-    """A collection and every document in it."""
+    """A collection and every document in it; DocumentHeld (nothing deleted) when one of them
+    was uploaded by someone under a legal hold."""
+    if collection_held(collection):
+        raise DocumentHeld(HELD_IN_COLLECTION)
     for document in Document.objects.filter(collection=collection):
         delete(actor=actor, document=document, request=request)
     with transaction.atomic():

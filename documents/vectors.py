@@ -15,6 +15,7 @@ from collections import OrderedDict
 import numpy as np
 from django.conf import settings
 
+from core import datakeys
 from documents.embedding import EMBEDDING_DIMENSIONS
 
 
@@ -90,11 +91,14 @@ def matrix_of(document) -> tuple[list[int], np.ndarray]:
     cached = cache.get(document.pk, version)
     if cached is not None:
         return cached
-    rows = list(
-        document.chunks.filter(embedding_model=document.embedding_model)
+    rows = [
+        (pk, vector)
+        for pk, vector in document.chunks.filter(embedding_model=document.embedding_model)
         .order_by("position")
         .values_list("pk", "vector")
-    )
+        # A document erased after the backup this database came from: nothing to score.
+        if not isinstance(vector, datakeys.Erased)
+    ]
     chunk_ids = [pk for pk, _ in rows]
     matrix = (
         np.stack([decode(vector) for _, vector in rows])

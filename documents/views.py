@@ -144,5 +144,8 @@ def _delete(request, document_id):
         return _error(
             403, "forbidden", "Only its uploader or the collection's owners may delete it."
         )
-    services.delete(actor=request.user, document=document, request=request)
+    try:
+        services.delete(actor=request.user, document=document, request=request)
+    except services.DocumentHeld as exc:
+        return _error(409, "legal_hold", str(exc))
     return JsonResponse({"deleted": str(document_id)})

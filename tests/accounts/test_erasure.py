@@ -56,7 +56,7 @@ def test_erase_user_removes_their_content_and_keys_and_leaves_an_empty_shell(
 
     output = erase_command("alice", "--reason", "erasure request 2026-118")
 
-    assert "Erased alice: 2 conversations, 4 messages; destroyed 2 data keys" in output
+    assert "Erased alice: 2 conversations, 4 messages, 0 documents; destroyed 2 data keys" in output
     assert not Conversation.objects.filter(user=employee).exists()
     assert Conversation.objects.get(pk=kept.pk).title == "Budget for 2027"
     shell = get_user_model().objects.get(pk=employee.pk)

@@ -3,6 +3,8 @@
 import pytest
 from django.contrib.auth.models import Group
 
+from accounts.erasure import place_legal_hold
+from accounts.roles import COMPLIANCE
 from audit.models import AuditEvent
 from documents import services
 from documents.models import Collection, CollectionGrant
@@ -65,3 +67,32 @@ def test_an_employee_cannot_manage_collections(client, employee):
     login_2fa(client, employee)
 
     assert _get(client, "/admin/documents/collection/").status_code == 403
+
+
+def test_a_collection_holding_a_held_uploaders_document_is_not_deleted_in_the_admin(
+    client, group_admin, employee, other_employee
+):
+    legal = Group.objects.create(name="Legal")
+    held = services.create_collection(actor=group_admin, name="Held", owner_group=legal)
+    free = services.create_collection(actor=group_admin, name="Free", owner_group=legal)
+    services.upload(actor=employee, name="c.txt", data=b"Clause.", collection=held)
+    services.upload(actor=other_employee, name="d.txt", data=b"Draft.", collection=free)
+    other_employee.groups.add(Group.objects.get_or_create(name=COMPLIANCE)[0])
+    place_legal_hold(actor=other_employee, user=employee, case_reference="CASE-9")
+    login_2fa(client, group_admin)
+
+    answer = _post(client, f"/admin/documents/collection/{held.pk}/delete/", {"post": "yes"})
+    assert answer.status_code == 302
+    assert answer["Location"].endswith(f"/admin/documents/collection/{held.pk}/change/")
+    page = client.get(answer["Location"], REMOTE_ADDR=IP, secure=True).content.decode()
+    assert "legal hold" in page
+
+    _post(
+        client,
+        "/admin/documents/collection/",
+        {"action": "delete_selected", "_selected_action": [held.pk, free.pk], "post": "yes"},
+    )
+    assert list(Collection.objects.values_list("name", flat=True)) == ["Held"]
+    assert held.documents.count() == 1
+    assert AuditEvent.objects.filter(action="document.deleted").count() == 1
+    assert AuditEvent.objects.filter(action="collection.deleted").count() == 1

@@ -531,3 +531,127 @@ def test_backups_write_the_database_and_the_keys_to_separate_volumes(objects):
     output = command[command.index("--output") + 1]
     keys_output = command[command.index("--keys-output") + 1]
     assert claims[mounts[output]] != claims[mounts[keys_output]]
+
+
+# --- the data key store and the document indexer -------------------------------------------
+
+DATA_KEYS_CLAIM = "llm-chat-data-keys"
+# Which pods see the data key store, and whether they may write to it: the web pods make and
+# destroy keys (and their init container runs migrations that seal rows), retention erases;
+# the workers, the indexer and the backup only read.
+DATA_KEY_ACCESS = {
+    "llm-chat-web": "read-write",
+    "llm-chat-apply-retention": "read-write",
+    "llm-chat-worker": "read-only",
+    "llm-chat-indexer": "read-only",
+    "llm-chat-backup": "read-only",
+}
+
+
+def data_key_problems(objects: list[dict]) -> list[str]:
+    """What keeps a pod from seeing the one shared key store as it needs to."""
+    problems = []
+    claim = one(objects, "PersistentVolumeClaim", DATA_KEYS_CLAIM)
+    if claim["spec"]["accessModes"] != ["ReadWriteMany"]:
+        problems.append(f"{DATA_KEYS_CLAIM} is {claim['spec']['accessModes']}, not ReadWriteMany")
+    store = settings_of(objects).get("DATA_KEY_DIR")
+    if not store or not store.startswith("/"):
+        problems.append(f"DATA_KEY_DIR is {store!r}, not an absolute path")
+    templates = pod_templates(objects)
+    for name, access in DATA_KEY_ACCESS.items():
+        spec = templates[name]["spec"]
+        volumes = [
+            v
+            for v in spec["volumes"]
+            if v.get("persistentVolumeClaim", {}).get("claimName") == DATA_KEYS_CLAIM
+        ]
+        if len(volumes) != 1:
+            problems.append(f"{name}: {len(volumes)} volumes of {DATA_KEYS_CLAIM}")
+            continue
+        volume = volumes[0]
+        read_only = access == "read-only"
+        if bool(volume["persistentVolumeClaim"].get("readOnly")) != read_only:
+            problems.append(f"{name}: the volume is not {access}")
+        # Every container that runs the project's code there: the main ones, and an init
+        # container that runs manage.py (migrations seal rows).
+        runs_code = [
+            *spec["containers"],
+            *(c for c in spec.get("initContainers", []) if "manage.py" in " ".join(c["command"])),
+        ]
+        for container in runs_code:
+            mounts = [m for m in container.get("volumeMounts", []) if m["name"] == volume["name"]]
+            where = f"{name}/{container['name']}"
+            if [m["mountPath"] for m in mounts] != [store]:
+                problems.append(f"{where}: the key store is not mounted at DATA_KEY_DIR")
+            elif bool(mounts[0].get("readOnly")) != read_only:
+                problems.append(f"{where}: the key store is not mounted {access}")
+    return problems
+
+
+def test_every_pod_that_reads_content_sees_the_one_shared_key_store(objects):
+    assert data_key_problems(objects) == []
+
+
+def _worker_may_write_keys(objects):
+    pod = pod_templates(objects)["llm-chat-worker"]["spec"]
+    for mount in pod["containers"][0]["volumeMounts"]:
+        mount.pop("readOnly", None)
+
+
+def _web_without_keys(objects):
+    pod = pod_templates(objects)["llm-chat-web"]["spec"]
+    pod["containers"][0]["volumeMounts"] = [
+        m for m in pod["containers"][0]["volumeMounts"] if m["name"] != "data-keys"
+    ]
+
+
+def _migrations_without_keys(objects):
+    pod = pod_templates(objects)["llm-chat-web"]["spec"]
+    init = pod["initContainers"][0]
+    init["volumeMounts"] = [m for m in init["volumeMounts"] if m["name"] != "data-keys"]
+
+
+def _store_per_node(objects):
+    one(objects, "PersistentVolumeClaim", DATA_KEYS_CLAIM)["spec"]["accessModes"] = [
+        "ReadWriteOnce"
+    ]
+
+
+def _store_elsewhere(objects):
+    settings_of(objects)["DATA_KEY_DIR"] = "/app/var/keys/data"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        _worker_may_write_keys,
+        _web_without_keys,
+        _migrations_without_keys,
+        _store_per_node,
+        _store_elsewhere,
+    ],
+)
+def test_the_key_store_check_fails_a_pod_that_does_not_see_it_as_needed(objects, change):
+    broken = copy.deepcopy(objects)
+    change(broken)
+    assert data_key_problems(broken)
+
+
+def test_documents_are_indexed_by_their_own_workers_that_accept_no_connection(objects):
+    indexer = pod_templates(objects)["llm-chat-indexer"]
+    container = indexer["spec"]["containers"][0]
+
+    assert container["command"][:3] == ["python", "manage.py", "index_documents"]
+    assert "index_documents" in get_commands()
+    assert not container.get("ports") and "readinessProbe" not in container
+    # The web pods leave indexing to it.
+    assert settings_of(objects)["DOCUMENTS_INDEX_IN_WEB"] == "false"
+    policies = [p for p in objects if p["kind"] == "NetworkPolicy" and selects(p, indexer)]
+    assert {p["metadata"]["name"] for p in policies} >= {"llm-chat-indexer"}
+    assert all(not p["spec"].get("ingress") for p in policies)
+    # Its own pods only: no other Deployment's selector takes them.
+    for deployment in (o for o in objects if o["kind"] == "Deployment"):
+        if deployment["metadata"]["name"] != "llm-chat-indexer":
+            wanted = deployment["spec"]["selector"]["matchLabels"]
+            labels = indexer["metadata"]["labels"]
+            assert not all(labels.get(k) == v for k, v in wanted.items())

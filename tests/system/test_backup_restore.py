@@ -189,7 +189,10 @@ def test_a_user_erased_after_a_backup_stays_erased_when_that_backup_is_restored(
         database, _keys = back_up(env, tmp_path)
 
         erased = manage("erase_user", "alice", "--reason", "erasure request 2026-118", env=env)
-        assert "Erased alice: 2 conversations, 4 messages; destroyed 2 data keys" in erased
+        assert (
+            "Erased alice: 2 conversations, 4 messages, 0 documents; destroyed 2 data keys"
+            in erased
+        )
 
         # The database is lost; the old backup comes back into an empty one, with the keys
         # (and the key store) of today.
