@@ -27,6 +27,7 @@ GENERATION_IN_PROGRESS = "generation_in_progress"
 NOTHING_TO_STOP = "nothing_to_stop"
 UNAVAILABLE = "unavailable"  # the database or Redis is not answering; nothing was saved
 INTERNAL = "internal"
+MODEL_NOT_ALLOWED = "model_not_allowed"  # an admin restricted that model to other groups
 
 ERROR_CODES = frozenset(
     {
@@ -42,10 +43,12 @@ ERROR_CODES = frozenset(
         NOTHING_TO_STOP,
         UNAVAILABLE,
         INTERNAL,
+        MODEL_NOT_ALLOWED,
     }
 )
 
 CLIENT_ID_MAX = 64
+MODEL_NAME_MAX = 200
 
 
 def max_frame_bytes() -> int:
@@ -100,6 +103,8 @@ class ChatSend:
     client_id: str
     # The sampling fields the browser set, checked by SamplingParams.from_frame().
     params: dict
+    # The model the person picked; None keeps the conversation's (or the site's default).
+    model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -154,7 +159,7 @@ def parse(text: str | None) -> ChatSend | ChatStop:
 
 
 def _chat_send(frame: dict, client_id) -> ChatSend:
-    _fields(frame, {"conversation", "content", "client_id"}, {"params"}, client_id)
+    _fields(frame, {"conversation", "content", "client_id"}, {"params", "model"}, client_id)
     if client_id is None:
         raise ProtocolError(BAD_FRAME, "`client_id` must be a string.")
     content = frame["content"]
@@ -173,4 +178,13 @@ def _chat_send(frame: dict, client_id) -> ChatSend:
         params = SamplingParams.from_frame(frame.get("params", {}))
     except ValueError as error:
         raise ProtocolError(BAD_FRAME, str(error), client_id) from None
-    return ChatSend(conversation, content, client_id, params)
+    model = frame.get("model")
+    if model is not None and (
+        not isinstance(model, str) or not model.strip() or len(model) > MODEL_NAME_MAX
+    ):
+        raise ProtocolError(
+            BAD_FRAME,
+            f"`model` must be the name of a model, at most {MODEL_NAME_MAX} characters.",
+            client_id,
+        )
+    return ChatSend(conversation, content, client_id, params, model)

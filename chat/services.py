@@ -10,7 +10,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.log import record
-from chat.models import Conversation, Message
+from chat.inference import registry
+from chat.models import Conversation, Message, ModelAccess
 from core.labels import one_line_label
 
 TITLE_MAX = 80
@@ -21,6 +22,55 @@ MODEL_NAME_MAX = 200
 
 class ConversationNotFound(Exception):
     """The conversation does not exist or belongs to someone else (same answer for both)."""
+
+
+# --- Models ---------------------------------------------------------------------------------
+
+
+def served_models() -> list[str]:
+    """Names of the models some live worker serves or is loading, sorted."""
+    return sorted(
+        {
+            worker["model"]
+            for worker in registry.live_workers()
+            if worker.get("model") and worker.get("state") in {"ready", "loading"}
+        }
+    )
+
+
+def may_use_model(user, name: str) -> bool:
+    """Whether ``user`` may chat with the model ``name``: every active user may, unless an
+    admin restricted it to groups (``ModelAccess``) and they are in none of them."""
+    if not (user and user.is_active and name):
+        return False
+    access = ModelAccess.objects.filter(model_name=name).first()
+    if access is None:
+        return True
+    groups = list(access.groups.values_list("pk", flat=True))
+    return not groups or user.groups.filter(pk__in=groups).exists()
+
+
+def models_for(user) -> list[str]:
+    """The model names ``user`` may use, served now or configured as the site's default,
+    sorted with the default first."""
+    names = {settings.LLM_DEFAULT_MODEL, *served_models()}
+    allowed = [name for name in names if may_use_model(user, name)]
+    return sorted(allowed, key=lambda name: (name != settings.LLM_DEFAULT_MODEL, name))
+
+
+def default_model_for(user) -> str:
+    """The model a new conversation of ``user`` gets: the site's default where they may use
+    it and it is served (or nothing is), else the first served model they may use."""
+    allowed = models_for(user)
+    served = set(served_models())
+    running = [name for name in allowed if name in served]
+    if running and allowed[0] not in served:
+        return running[0]
+    return allowed[0] if allowed else ""
+
+
+class ModelNotAllowed(Exception):
+    """The user may not use that model (an admin restricted it to other groups)."""
 
 
 def conversations_of(user):
@@ -103,19 +153,42 @@ class GenerationInProgress(Exception):
     """The conversation already has an answer being written."""
 
 
+def model_of(user, conversation_id, chosen: str | None) -> str:
+    """The model a turn goes to: ``chosen`` (a picker's choice) when given, else the model
+    the conversation remembers, else the user's default. Raises ModelNotAllowed for a model
+    the user may not use, and ConversationNotFound for someone else's conversation."""
+    if chosen:
+        name = chosen
+    elif conversation_id is not None:
+        name = conversation_of(user, conversation_id).model_name or default_model_for(user)
+    else:
+        name = default_model_for(user)
+    if not may_use_model(user, name):
+        raise ModelNotAllowed(name)
+    return name
+
+
 @transaction.atomic
 def start_turn(*, actor, conversation_id, content: str, model_name: str, scope=None) -> Turn:
     """Store the user's message and an empty answer to be streamed into; returns what the
-    model needs to answer."""
+    model needs to answer. The conversation remembers ``model_name`` as its model."""
+    model_name = model_name[:MODEL_NAME_MAX]
     new = conversation_id is None
     if new:
-        conversation = Conversation.objects.create(user=actor, title=title_from(content))
-        record("conversation.created", actor=actor, scope=scope, target=conversation)
+        conversation = Conversation.objects.create(
+            user=actor, title=title_from(content), model_name=model_name
+        )
+        record(
+            "conversation.created", actor=actor, scope=scope, target=conversation, model=model_name
+        )
     else:
         conversation = conversation_of(actor, conversation_id)
         Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
         if conversation.messages.filter(status=Message.Status.STREAMING).exists():
             raise GenerationInProgress
+        if conversation.model_name != model_name:
+            conversation.model_name = model_name
+            Conversation.objects.filter(pk=conversation.pk).update(model_name=model_name)
     question = Message.objects.create(
         conversation=conversation, role=Message.Role.USER, content=content
     )
@@ -123,7 +196,7 @@ def start_turn(*, actor, conversation_id, content: str, model_name: str, scope=N
         conversation=conversation,
         role=Message.Role.ASSISTANT,
         status=Message.Status.STREAMING,
-        model_name=model_name[:MODEL_NAME_MAX],
+        model_name=model_name,
     )
     Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
     record(
@@ -133,6 +206,7 @@ def start_turn(*, actor, conversation_id, content: str, model_name: str, scope=N
         target=conversation,
         content_length=len(content),
         message_id=str(question.pk),
+        model=model_name,
     )
     return Turn(conversation, question, answer, history(conversation), new)
 
@@ -196,6 +270,7 @@ def finish_answer(
         time_to_first_token_ms=time_to_first_token_ms,
         duration_ms=duration_ms,
         content_length=len(content),
+        model=answer.model_name,
     )
     return True
 

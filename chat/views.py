@@ -160,9 +160,15 @@ def conversation_export(request, conversation_id, export_format):
 @require_GET
 @employees_only
 def worker_status(request):
+    """Whether the models this person may use are running: overall (``state``, ``model``,
+    ``workers``, as the status line shows it) and per model for the picker (``models``, with
+    ``default``, the model a new conversation gets)."""
     workers = registry.live_workers()
-    ready = [w for w in workers if w.get("state") == "ready"]
-    loading = [w for w in workers if w.get("state") == "loading"]
+    allowed = services.models_for(request.user)
+    mine = [w for w in workers if w.get("model") in allowed]
+    models = [{"name": name, "state": _model_state(mine, name)} for name in allowed]
+    ready = [w for w in mine if w.get("state") == "ready"]
+    loading = [w for w in mine if w.get("state") == "loading"]
     if ready:
         state = "ready"
     elif loading:
@@ -171,4 +177,20 @@ def worker_status(request):
         # None, or only workers whose model failed to load (or that are stopping).
         state = "no_worker"
     model = (ready or loading or [{}])[0].get("model") or None
-    return JsonResponse({"state": state, "model": model, "workers": len(ready)})
+    return JsonResponse(
+        {
+            "state": state,
+            "model": model,
+            "workers": len(ready),
+            "models": models,
+            "default": services.default_model_for(request.user),
+        }
+    )
+
+
+def _model_state(workers: list[dict], name: str) -> str:
+    states = {w.get("state") for w in workers if w.get("model") == name}
+    for state in ("ready", "loading", "failed"):
+        if state in states:
+            return state
+    return "no_worker"

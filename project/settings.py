@@ -359,6 +359,13 @@ SILENCED_SYSTEM_CHECKS = [
 
 # Any local Hugging Face causal-LM directory; the default is made by `manage.py prepare_model`.
 LLM_MODEL = env_path("LLM_MODEL", VAR_DIR / "models" / "SmolLM2-135M-Instruct", base=BASE_DIR)
+# The model a new conversation gets unless its owner picks another (a name as workers serve
+# it: the model directory's name, or an upstream worker's --upstream-model). Empty: the name
+# of LLM_MODEL's directory.
+LLM_DEFAULT_MODEL = env_str("LLM_DEFAULT_MODEL") or LLM_MODEL.name
+# A Jinja chat template file that replaces the model's own (or gives one to a model without
+# any). Empty: the model's template, or the plain transcript format (docs/architecture.md).
+LLM_CHAT_TEMPLATE = env_path("LLM_CHAT_TEMPLATE", None, base=BASE_DIR)
 LLM_DEVICE = env_str("LLM_DEVICE")  # "cuda", "cuda:1", "cpu"; empty: CUDA when present
 LLM_DTYPE = env_str("LLM_DTYPE")  # empty: bf16 on CUDA and on CPUs with native bf16, else fp32
 if LLM_DTYPE not in {"", "bfloat16", "float16", "float32"}:

@@ -21,6 +21,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
@@ -78,6 +79,7 @@ class InferenceWorker:
         self,
         *,
         name: str | None = None,
+        model_name: str | None = None,
         engine_factory=None,
         scheduler_factory=None,
         load_retry_first: float = LOAD_RETRY_FIRST_SECONDS,
@@ -94,7 +96,9 @@ class InferenceWorker:
         self.state = "loading"
         # Why the model last failed to load; None once it is loaded.
         self.error: str | None = None
-        self.model_name = ""
+        # The model this worker serves, announced from the start (heartbeats while loading
+        # let the page say "starting up" for it); the loaded engine's name replaces it.
+        self.model_name = model_name or Path(settings.LLM_MODEL).name
         self.max_new_tokens = settings.LLM_MAX_NEW_TOKENS
         self.generations: dict[str, Generation] = {}
         self.scheduler = None
@@ -171,7 +175,7 @@ class InferenceWorker:
                 "worker.failed",
                 outcome="failure",
                 worker=self.name,
-                model=str(settings.LLM_MODEL),
+                model=self.model_name,
                 reason=self.error,
             )
         except Exception:
@@ -191,7 +195,7 @@ class InferenceWorker:
             )
         for generation in unfinished:
             await self._finish(generation, "error", {})
-        if self.model_name:
+        if self.scheduler is not None:
             with contextlib.suppress(Exception):
                 await sync_to_async(record)(
                     "worker.stopped", worker=self.name, model=self.model_name
@@ -216,7 +220,7 @@ class InferenceWorker:
             "error": self.error,
         }
         await sync_to_async(registry.beat)(self.name, state)
-        metrics.worker_heartbeat(self.name)
+        metrics.worker_heartbeat(self.name, self.model_name)
 
     # --- requests -------------------------------------------------------------------------
 
@@ -230,7 +234,7 @@ class InferenceWorker:
     async def _take_requests(self) -> None:
         while True:
             await self._room.wait()
-            message = await self.layer.receive(messages.REQUESTS_CHANNEL)
+            message = await self.layer.receive(messages.requests_channel(self.model_name))
             if message.get("type") == messages.GENERATE:
                 await self._accept(message)
             if not self._has_room():
