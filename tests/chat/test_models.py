@@ -1,9 +1,12 @@
 """Several models at once: who may use which, and a message goes only to workers serving the
 model its conversation uses (with the real chat socket and scripted workers)."""
 
+import asyncio
+
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import Group
+from django.core.cache import cache
 from django.db import connections
 
 from audit.models import AuditEvent
@@ -160,34 +163,45 @@ async def test_a_conversation_whose_model_is_gone_asks_for_another(chat):
         assert answer_text(frames) == "Small answer."
 
 
-async def test_busy_is_per_model(chat):
-    class Full(LargeScheduler):
-        pass
+async def test_busy_is_per_model(chat, settings):
+    settings.LLM_MAX_BATCH = 1
+    settings.LLM_QUEUE_SIZE = 0
+    settings.CHAT_MAX_GENERATIONS_PER_USER = 5
+
+    class Stalled(LargeScheduler):
+        stall = True
 
     async with (
         running_worker("small", engine_factory=SmallEngine, scheduler_factory=SmallScheduler),
-        running_worker("large", engine_factory=LargeEngine, scheduler_factory=Full),
+        running_worker("large", engine_factory=LargeEngine, scheduler_factory=Stalled),
     ):
-        # The large model's worker reports a full batch and queue; the small one has room.
-        await sync_to_async(registry.beat)(
-            "large",
-            {
-                "state": "ready",
-                "model": "large-model",
-                "channel": "x",
-                "active": 1,
-                "queued": 0,
-                "max_active": 1,
-                "queue_size": 0,
-            },
-        )
+        # The large model's only place is taken by an answer that does not end.
         await send(chat, model="large-model")
-        error = await chat.receive_json_from()
+        assert (await chat.receive_json_from(timeout=5))["type"] == "chat.started"
+        await until_heartbeat(lambda beat: beat.get("active") == 1, "large")
+
+        await send(chat, model="large-model")
+        error = await chat.receive_json_from(timeout=5)
+        while error["type"] != "error":
+            error = await chat.receive_json_from(timeout=5)
         assert error["code"] == "busy"
         assert error["detail"].startswith("large-model is answering as many people")
 
         await send(chat, model="small-model")
-        assert answer_text(await until_done(chat)) == "Small answer."
+        frames = await until_done(chat)
+        assert answer_text([f for f in frames if f.get("message") == frames[-1]["message"]]) == (
+            "Small answer."
+        )
+
+
+async def until_heartbeat(condition, name, timeout=10):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        beat = await sync_to_async(cache.get)(registry.heartbeat_key(name))
+        if beat and condition(beat):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"The heartbeat of {name} did not change within {timeout} s.")
 
 
 async def test_a_restricted_model_is_refused_to_others_and_audited_by_model(chat, two_workers):
