@@ -357,7 +357,9 @@ SILENCED_SYSTEM_CHECKS = [
 
 # --- Chat and inference ------------------------------------------------------------------
 
-# Any local Hugging Face causal-LM directory; the default is made by `manage.py prepare_model`.
+# Any local Hugging Face causal-LM directory of any family, chat-tuned or base (a model without
+# a chat template gets the plain transcript format); the default is made by
+# `manage.py prepare_model`.
 LLM_MODEL = env_path("LLM_MODEL", VAR_DIR / "models" / "SmolLM2-135M-Instruct", base=BASE_DIR)
 # The model a new conversation gets unless its owner picks another (a name as workers serve
 # it: the model directory's name, or an upstream worker's --upstream-model). Empty: the name
@@ -397,6 +399,13 @@ CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 16000, minimum=100)
 # Workers refresh their heartbeat every few seconds; one silent for this long is gone.
 WORKER_HEARTBEAT_SECONDS = 2
 WORKER_HEARTBEAT_TTL = 10
+# An upstream worker (`inference_worker --upstream URL`) sends this as its bearer token to the
+# engine; or reads it from UPSTREAM_API_KEY_FILE. Empty: none (llama.cpp's server, Ollama).
+UPSTREAM_API_KEY = env_str("UPSTREAM_API_KEY")
+# A file holding the upstream's API key (read when UPSTREAM_API_KEY is empty).
+UPSTREAM_API_KEY_FILE = env_path("UPSTREAM_API_KEY_FILE", None, base=BASE_DIR)
+# PEM file of the CA that signed an https:// upstream's certificate; empty: the system's CAs.
+UPSTREAM_CA_FILE = env_path("UPSTREAM_CA_FILE", None, base=BASE_DIR)
 # The embedded profile runs the worker inside the web process.
 EMBEDDED_WORKER = env_bool("EMBEDDED_WORKER", not env_str("REDIS_URL"))
 
@@ -461,6 +470,8 @@ LOGGING = {
         "audit.mirror": {"handlers": ["console"], "level": "INFO", "propagate": False},
         # django-axes logs every sign-in at INFO; the audit log has them already.
         "axes": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        # httpx logs every request of an upstream worker at INFO; its failures are ours.
+        "httpx": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
 }
 if AUDIT_SYSLOG:
