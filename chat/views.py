@@ -95,6 +95,7 @@ def conversation_detail(request, conversation_id):
         {
             "id": str(conversation.pk),
             "title": conversation.title,
+            "model": conversation.model_name,
             "messages": [
                 services.message_as_dict(m) for m in conversation.messages.order_by("created_at")
             ],

@@ -4,6 +4,7 @@
 
 import { announce, config, el, state } from "./page.js";
 import { scrollToEnd, updateEmptyState, userMessageNode } from "./messages.js";
+import { chosenModel } from "./models.js";
 import { sendFrame } from "./socket.js";
 import { charCount, newClientId, numberFormat, utf8Length } from "./util.js";
 
@@ -95,12 +96,17 @@ function send() {
     return;
   }
   var clientId = newClientId();
-  var frame = JSON.stringify({
+  var message = {
     type: "chat.send",
     conversation: state.currentId,
     content: content,
     client_id: clientId,
-  });
+  };
+  var model = chosenModel();
+  if (model) {
+    message.model = model;
+  }
+  var frame = JSON.stringify(message);
   var frameBytes = utf8Length(frame);
   if (frameBytes > maxFrameBytes()) {
     showComposerError("Your message is too large to send: it takes "

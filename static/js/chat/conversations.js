@@ -7,6 +7,7 @@ import { api, conversationPath } from "./api.js";
 import { announce, config, el, SITE_NAME, state } from "./page.js";
 import { renderConversation, updateEmptyState } from "./messages.js";
 import { showComposerError, updateComposer } from "./composer.js";
+import { setConversationModel } from "./models.js";
 import { closeSidebar, sidebarIsOpen } from "./sidebar.js";
 import { ICON_MORE, isUuid, make, shortDate, svgIcon } from "./util.js";
 
@@ -36,6 +37,7 @@ export function openConversation(id) {
   markCurrentInList();
   updateComposer();
   if (id === null) {
+    setConversationModel(null);
     setTitle("");
     el.messages.classList.remove("is-loading");
     updateEmptyState();
@@ -57,6 +59,7 @@ function loadConversation(id, seq) {
     el.messages.classList.remove("is-loading");
     el.scroller.removeAttribute("aria-busy");
     setTitle(String(data.title || ""));
+    setConversationModel(data.model);
     if (renderConversation({ id: id, messages: data.messages })) {
       streamingRefreshTimer = window.setTimeout(function () {
         if (seq === state.viewSeq) {

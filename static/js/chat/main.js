@@ -15,6 +15,7 @@ import {
   refreshConversations,
   reloadCurrent,
 } from "./conversations.js";
+import { initModels } from "./models.js";
 import { initStatus, refreshStatus } from "./status.js";
 import { connectionLost, handleFrame } from "./stream.js";
 import { startSocket } from "./socket.js";
@@ -26,6 +27,7 @@ function start() {
   initScrolling();
   initCopy();
   initStatus();
+  initModels();
 
   resizeInput();
   updateComposer();

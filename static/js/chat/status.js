@@ -2,6 +2,7 @@
 // API every STATUS_POLL_MS while the page is visible, and whenever it becomes visible.
 
 import { api } from "./api.js";
+import { updateModels } from "./models.js";
 import { el } from "./page.js";
 
 // The worker state is polled this often (milliseconds), and on every reconnect.
@@ -17,6 +18,7 @@ function setWorkerState(stateName, text) {
 
 export function refreshStatus() {
   return api("status").then(function (data) {
+    updateModels(data);
     var name = data.model ? String(data.model) : "Model";
     if (data.state === "ready") {
       var workers = Number(data.workers) || 0;
