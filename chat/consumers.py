@@ -48,26 +48,36 @@ REJECTED_DETAIL = (
 )
 
 
-def _not_ready(workers: list[dict], client_id: str) -> protocol.ProtocolError:
-    """Why no worker can take a message, from the states of those in the registry."""
+def _not_ready(
+    workers: list[dict], client_id: str, model: str, *, remembered: bool
+) -> protocol.ProtocolError:
+    """Why no worker of ``model`` can take a message, from the states of those in the
+    registry that serve it."""
     states = {w.get("state") for w in workers}
     if "loading" in states:
         return protocol.ProtocolError(
             protocol.LOADING,
-            "The assistant is starting up. Your message was not sent; try again in a minute.",
+            f"{model} is starting up. Your message was not sent; try again in a minute.",
             client_id,
         )
     if states == {"failed"}:
         return protocol.ProtocolError(
             protocol.NO_WORKER,
-            "The assistant could not start, so your message was not sent. Your IT team can "
-            "see why on the server's /healthz page.",
+            f"{model} could not start, so your message was not sent. Pick another model, or "
+            "ask your IT team, who can see why on the server's /healthz page.",
+            client_id,
+        )
+    if remembered:
+        return protocol.ProtocolError(
+            protocol.NO_WORKER,
+            f"{model}, the model of this conversation, is not running right now. Your "
+            "message was not sent; pick another model, or try again later.",
             client_id,
         )
     return protocol.ProtocolError(
         protocol.NO_WORKER,
-        "The assistant is not running right now. Your message was not sent; try again "
-        "in a minute, or tell your IT team if it stays like this.",
+        f"{model} is not running right now. Your message was not sent; pick another model, "
+        "try again in a minute, or tell your IT team if it stays like this.",
         client_id,
     )
 
@@ -197,15 +207,25 @@ class ChatConsumer(VerifiedSessionConsumer):
         self, frame: protocol.ChatSend | protocol.ChatRegenerate | protocol.ChatEdit
     ) -> None:
         client_id = frame.client_id
-        listed = await sync_to_async(registry.live_workers)()
+        model = await self._model_for(frame)
+        listed = [
+            worker
+            for worker in await sync_to_async(registry.live_workers)()
+            if worker.get("model") == model
+        ]
         workers = [w for w in listed if w.get("state") == "ready"]
         if not workers:
-            raise _not_ready(listed, client_id)
+            raise _not_ready(
+                listed,
+                client_id,
+                model,
+                remembered=getattr(frame, "model", None) is None and frame.conversation is not None,
+            )
         if not registry.has_room(workers):
             raise protocol.ProtocolError(
                 protocol.BUSY,
-                "The assistant is answering as many people as it can. Your message was not "
-                "sent; try again in a moment.",
+                f"{model} is answering as many people as it can. Your message was not "
+                "sent; try again in a moment, or pick another model.",
                 client_id,
             )
         running = await database_sync_to_async(self._running_generations)()
@@ -230,9 +250,7 @@ class ChatConsumer(VerifiedSessionConsumer):
                 protocol.SOURCE_NOT_FOUND, str(refused), client_id
             ) from None
         try:
-            turn = await database_sync_to_async(self._start_turn)(
-                frame, workers[0].get("model", ""), citations
-            )
+            turn = await database_sync_to_async(self._start_turn)(frame, model, citations)
         except services.MessageNotFound:
             raise protocol.ProtocolError(
                 protocol.NOT_FOUND,
@@ -273,7 +291,7 @@ class ChatConsumer(VerifiedSessionConsumer):
         )
         try:
             await self.channel_layer.send(
-                messages.REQUESTS_CHANNEL,
+                messages.requests_channel(model),
                 messages.generate(
                     request_id=request_id,
                     reply_to=self.channel_name,
@@ -295,6 +313,25 @@ class ChatConsumer(VerifiedSessionConsumer):
             await self.send_json(
                 protocol.chat_done(message=stream.message_id, finish_reason="error")
             )
+
+    async def _model_for(self, frame) -> str:
+        """The model this message goes to (the picker's, the conversation's, the default);
+        a new version or an edited question stays with the conversation's model."""
+        try:
+            return await database_sync_to_async(services.model_of)(
+                self.user, frame.conversation, getattr(frame, "model", None)
+            )
+        except services.ConversationNotFound:
+            await database_sync_to_async(self._record_not_found)(frame.conversation)
+            raise protocol.ProtocolError(
+                protocol.NOT_FOUND, "That conversation does not exist.", frame.client_id
+            ) from None
+        except services.ModelNotAllowed as refused:
+            raise protocol.ProtocolError(
+                protocol.MODEL_NOT_ALLOWED,
+                f"You may not use the model {refused}; pick another one.",
+                frame.client_id,
+            ) from None
 
     def _running_generations(self) -> int:
         services.fail_stale_answers(actor=self.user, scope=self.scope)

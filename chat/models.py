@@ -4,6 +4,7 @@ conversation under a data key of its own (``core.datakeys``), which erasing it d
 import uuid
 
 from django.conf import settings
+from django.contrib.auth.models import Group
 from django.db import models
 from django.utils import timezone
 
@@ -42,6 +43,11 @@ class Conversation(models.Model):
     )
     title = EncryptedTextField(
         help_text="Encrypted under the conversation's data key.", data_key=_conversation_key
+    )
+    model_name = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="The model chosen for this conversation; empty for the site's default.",
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -242,3 +248,29 @@ class AnswerSources(models.Model):
 
     def __str__(self):
         return f"sources of {self.answer_id}"
+
+
+class ModelAccess(models.Model):
+    """Who may use one model: only members of ``groups``. A model without a row here, or
+    whose row names no group, is open to every employee."""
+
+    model_name = models.CharField(
+        max_length=200,
+        unique=True,
+        help_text="The name a worker serves it under (the model directory's name, or "
+        "--upstream-model), as /healthz lists it.",
+    )
+    groups = models.ManyToManyField(
+        Group,
+        blank=True,
+        related_name="model_access",
+        help_text="Only members of these groups may choose this model; none: everyone may.",
+    )
+
+    class Meta:
+        verbose_name = "model access"
+        verbose_name_plural = "model access"
+        ordering = ["model_name"]
+
+    def __str__(self):
+        return f"access to {self.model_name}"

@@ -31,6 +31,7 @@ GENERATION_IN_PROGRESS = "generation_in_progress"
 NOTHING_TO_STOP = "nothing_to_stop"
 UNAVAILABLE = "unavailable"  # the database or Redis is not answering; nothing was saved
 INTERNAL = "internal"
+MODEL_NOT_ALLOWED = "model_not_allowed"  # an admin restricted that model to other groups
 
 ERROR_CODES = frozenset(
     {
@@ -47,10 +48,12 @@ ERROR_CODES = frozenset(
         NOTHING_TO_STOP,
         UNAVAILABLE,
         INTERNAL,
+        MODEL_NOT_ALLOWED,
     }
 )
 
 CLIENT_ID_MAX = 64
+MODEL_NAME_MAX = 200
 
 
 def max_frame_bytes() -> int:
@@ -128,6 +131,8 @@ class ChatSend:
     instructions: str = ""
     # Documents and collections to answer from (chat.retrieval); empty when none.
     sources: Sources = field(default_factory=Sources)
+    # The model the person picked; None keeps the conversation's (or the site's default).
+    model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -272,6 +277,19 @@ def _sources(frame: dict, client_id) -> Sources:
     return Sources(**lists)
 
 
+def _model(frame: dict, client_id) -> str | None:
+    model = frame.get("model")
+    if model is not None and (
+        not isinstance(model, str) or not model.strip() or len(model) > MODEL_NAME_MAX
+    ):
+        raise ProtocolError(
+            BAD_FRAME,
+            f"`model` must be the name of a model, at most {MODEL_NAME_MAX} characters.",
+            client_id,
+        )
+    return model
+
+
 def _instructions(frame: dict, conversation, client_id) -> str:
     instructions = frame.get("instructions", "")
     if not instructions:
@@ -299,7 +317,7 @@ def _chat_send(frame: dict, client_id) -> ChatSend:
     _fields(
         frame,
         {"conversation", "content", "client_id"},
-        {"params", "instructions", "sources"},
+        {"params", "instructions", "sources", "model"},
         client_id,
     )
     _require_client_id(client_id)
@@ -313,4 +331,5 @@ def _chat_send(frame: dict, client_id) -> ChatSend:
         _params(frame, client_id),
         _instructions(frame, conversation, client_id),
         _sources(frame, client_id),
+        _model(frame, client_id),
     )

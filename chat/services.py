@@ -17,8 +17,9 @@ from accounts.erasure import ErasureRefused, refuse_if_held
 from audit.log import record
 from chat import retrieval
 from chat import search as search_index
+from chat.inference import registry
 from chat.inference.params import MAX_TEMPERATURE
-from chat.models import AnswerSources, Conversation, Message, Preset
+from chat.models import AnswerSources, Conversation, Message, ModelAccess, Preset
 from core import datakeys
 from core.labels import one_line_label
 
@@ -34,6 +35,55 @@ PRESET_NAME_MAX = 60
 
 class ConversationNotFound(Exception):
     """The conversation does not exist or belongs to someone else (same answer for both)."""
+
+
+# --- Models ---------------------------------------------------------------------------------
+
+
+def served_models() -> list[str]:
+    """Names of the models some live worker serves or is loading, sorted."""
+    return sorted(
+        {
+            worker["model"]
+            for worker in registry.live_workers()
+            if worker.get("model") and worker.get("state") in {"ready", "loading"}
+        }
+    )
+
+
+def may_use_model(user, name: str) -> bool:
+    """Whether ``user`` may chat with the model ``name``: every active user may, unless an
+    admin restricted it to groups (``ModelAccess``) and they are in none of them."""
+    if not (user and user.is_active and name):
+        return False
+    access = ModelAccess.objects.filter(model_name=name).first()
+    if access is None:
+        return True
+    groups = list(access.groups.values_list("pk", flat=True))
+    return not groups or user.groups.filter(pk__in=groups).exists()
+
+
+def models_for(user) -> list[str]:
+    """The model names ``user`` may use, served now or configured as the site's default,
+    sorted with the default first."""
+    names = {settings.LLM_DEFAULT_MODEL, *served_models()}
+    allowed = [name for name in names if may_use_model(user, name)]
+    return sorted(allowed, key=lambda name: (name != settings.LLM_DEFAULT_MODEL, name))
+
+
+def default_model_for(user) -> str:
+    """The model a new conversation of ``user`` gets: the site's default where they may use
+    it and it is served (or nothing is), else the first served model they may use."""
+    allowed = models_for(user)
+    served = set(served_models())
+    running = [name for name in allowed if name in served]
+    if running and allowed[0] not in served:
+        return running[0]
+    return allowed[0] if allowed else ""
+
+
+class ModelNotAllowed(Exception):
+    """The user may not use that model (an admin restricted it to other groups)."""
 
 
 def conversations_of(user):
@@ -442,6 +492,21 @@ class GenerationInProgress(Exception):
     """The conversation already has an answer being written."""
 
 
+def model_of(user, conversation_id, chosen: str | None) -> str:
+    """The model a turn goes to: ``chosen`` (a picker's choice) when given, else the model
+    the conversation remembers, else the user's default. Raises ModelNotAllowed for a model
+    the user may not use, and ConversationNotFound for someone else's conversation."""
+    if chosen:
+        name = chosen
+    elif conversation_id is not None:
+        name = conversation_of(user, conversation_id).model_name or default_model_for(user)
+    else:
+        name = default_model_for(user)
+    if not may_use_model(user, name):
+        raise ModelNotAllowed(name)
+    return name
+
+
 def _locked(actor, conversation_id) -> Conversation:
     """The actor's conversation, locked against a second turn starting at the same time."""
     conversation = conversation_of(actor, conversation_id)
@@ -449,6 +514,13 @@ def _locked(actor, conversation_id) -> Conversation:
     if conversation.messages.filter(status=Message.Status.STREAMING).exists():
         raise GenerationInProgress
     return conversation
+
+
+def _remember_model(conversation: Conversation, model_name: str) -> None:
+    """The conversation's model is the one its latest turn went to."""
+    if conversation.model_name != model_name:
+        conversation.model_name = model_name
+        Conversation.objects.filter(pk=conversation.pk).update(model_name=model_name)
 
 
 def _ask(conversation: Conversation, *, parent_id, content: str, model_name: str):
@@ -467,7 +539,7 @@ def _empty_answer(conversation: Conversation, question: Message, model_name: str
         parent=question,
         role=Message.Role.ASSISTANT,
         status=Message.Status.STREAMING,
-        model_name=model_name[:MODEL_NAME_MAX],
+        model_name=model_name,
     )
     conversation.current_leaf = answer
     Conversation.objects.filter(pk=conversation.pk).update(
@@ -491,15 +563,19 @@ def start_turn(
     model needs to answer. ``new_settings``: a new conversation's settings (chosen before
     its first message). ``citations`` (chat.retrieval) are stored with the answer and put
     before the question, quoted, in what the model reads."""
+    model_name = model_name[:MODEL_NAME_MAX]
     new = conversation_id is None
     if new:
-        conversation = Conversation(user=actor, title=title_from(content))
+        conversation = Conversation(user=actor, title=title_from(content), model_name=model_name)
         _apply(conversation, new_settings or ChatSettings())
         conversation.save()
-        record("conversation.created", actor=actor, scope=scope, target=conversation)
+        record(
+            "conversation.created", actor=actor, scope=scope, target=conversation, model=model_name
+        )
         parent_id = None
     else:
         conversation = _locked(actor, conversation_id)
+        _remember_model(conversation, model_name)
         shown = thread(conversation)
         parent_id = shown[-1].pk if shown else None
     question, answer = _ask(
@@ -512,6 +588,7 @@ def start_turn(
         target=conversation,
         content_length=len(content),
         message_id=str(question.pk),
+        model=model_name,
     )
     turns = history(conversation)
     if citations:
@@ -672,6 +749,7 @@ def finish_answer(
         time_to_first_token_ms=time_to_first_token_ms,
         duration_ms=duration_ms,
         content_length=len(content),
+        model=answer.model_name,
     )
     return True
 

@@ -139,6 +139,7 @@ def conversation_detail(request, conversation_id):
         {
             "id": str(conversation.pk),
             "title": conversation.title,
+            "model": conversation.model_name,
             "messages": services.thread_as_dicts(conversation),
             "settings": services.settings_as_dict(conversation),
         }
@@ -253,6 +254,7 @@ def conversation_show_version(request, conversation_id):
         {
             "id": str(conversation.pk),
             "title": conversation.title,
+            "model": conversation.model_name,
             "messages": services.thread_as_dicts(conversation),
         }
     )
@@ -319,9 +321,15 @@ def conversation_export(request, conversation_id, export_format):
 @require_GET
 @employees_only
 def worker_status(request):
+    """Whether the models this person may use are running: overall (``state``, ``model``,
+    ``workers``, as the status line shows it) and per model for the picker (``models``, with
+    ``default``, the model a new conversation gets)."""
     workers = registry.live_workers()
-    ready = [w for w in workers if w.get("state") == "ready"]
-    loading = [w for w in workers if w.get("state") == "loading"]
+    allowed = services.models_for(request.user)
+    mine = [w for w in workers if w.get("model") in allowed]
+    models = [{"name": name, "state": _model_state(mine, name)} for name in allowed]
+    ready = [w for w in mine if w.get("state") == "ready"]
+    loading = [w for w in mine if w.get("state") == "loading"]
     if ready:
         state = "ready"
     elif loading:
@@ -330,7 +338,23 @@ def worker_status(request):
         # None, or only workers whose model failed to load (or that are stopping).
         state = "no_worker"
     model = (ready or loading or [{}])[0].get("model") or None
-    return JsonResponse({"state": state, "model": model, "workers": len(ready)})
+    return JsonResponse(
+        {
+            "state": state,
+            "model": model,
+            "workers": len(ready),
+            "models": models,
+            "default": services.default_model_for(request.user),
+        }
+    )
+
+
+def _model_state(workers: list[dict], name: str) -> str:
+    states = {w.get("state") for w in workers if w.get("model") == name}
+    for state in ("ready", "loading", "failed"):
+        if state in states:
+            return state
+    return "no_worker"
 
 
 @never_cache

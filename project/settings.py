@@ -452,8 +452,17 @@ SILENCED_SYSTEM_CHECKS = [
 
 # --- Chat and inference ------------------------------------------------------------------
 
-# Any local Hugging Face causal-LM directory; the default is made by `manage.py prepare_model`.
+# Any local Hugging Face causal-LM directory of any family, chat-tuned or base (a model without
+# a chat template gets the plain transcript format); the default is made by
+# `manage.py prepare_model`.
 LLM_MODEL = env_path("LLM_MODEL", VAR_DIR / "models" / "SmolLM2-135M-Instruct", base=BASE_DIR)
+# The model a new conversation gets unless its owner picks another (a name as workers serve
+# it: the model directory's name, or an upstream worker's --upstream-model). Empty: the name
+# of LLM_MODEL's directory.
+LLM_DEFAULT_MODEL = env_str("LLM_DEFAULT_MODEL") or LLM_MODEL.name
+# A Jinja chat template file that replaces the model's own (or gives one to a model without
+# any). Empty: the model's template, or the plain transcript format (docs/architecture.md).
+LLM_CHAT_TEMPLATE = env_path("LLM_CHAT_TEMPLATE", None, base=BASE_DIR)
 LLM_DEVICE = env_str("LLM_DEVICE")  # "cuda", "cuda:1", "cpu"; empty: CUDA when present
 LLM_DTYPE = env_str("LLM_DTYPE")  # empty: bf16 on CUDA and on CPUs with native bf16, else fp32
 if LLM_DTYPE not in {"", "bfloat16", "float16", "float32"}:
@@ -491,6 +500,13 @@ CHAT_RETENTION_GROUP_DAYS = env_int_map("CHAT_RETENTION_GROUP_DAYS", minimum=0)
 # Workers refresh their heartbeat every few seconds; one silent for this long is gone.
 WORKER_HEARTBEAT_SECONDS = 2
 WORKER_HEARTBEAT_TTL = 10
+# An upstream worker (`inference_worker --upstream URL`) sends this as its bearer token to the
+# engine; or reads it from UPSTREAM_API_KEY_FILE. Empty: none (llama.cpp's server, Ollama).
+UPSTREAM_API_KEY = env_str("UPSTREAM_API_KEY")
+# A file holding the upstream's API key (read when UPSTREAM_API_KEY is empty).
+UPSTREAM_API_KEY_FILE = env_path("UPSTREAM_API_KEY_FILE", None, base=BASE_DIR)
+# PEM file of the CA that signed an https:// upstream's certificate; empty: the system's CAs.
+UPSTREAM_CA_FILE = env_path("UPSTREAM_CA_FILE", None, base=BASE_DIR)
 # The embedded profile runs the worker inside the web process.
 EMBEDDED_WORKER = env_bool("EMBEDDED_WORKER", not env_str("REDIS_URL"))
 
@@ -608,6 +624,8 @@ LOGGING = {
         "audit.mirror": {"handlers": ["console"], "level": "INFO", "propagate": False},
         # django-axes logs every sign-in at INFO; the audit log has them already.
         "axes": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        # httpx logs every request of an upstream worker at INFO; its failures are ours.
+        "httpx": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
 }
 if AUDIT_SYSLOG:

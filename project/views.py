@@ -88,7 +88,13 @@ async def _check_workers() -> dict:
         for w in workers
     ]
     states = {w["state"] for w in listed}
-    result = {"ok": "ready" in states, "workers": listed}
+    models: dict[str, dict[str, int]] = {}
+    for worker in listed:
+        model = models.setdefault(worker["model"] or "", {})
+        model[worker["state"]] = model.get(worker["state"], 0) + 1
+    # Per model, how many of its workers are in each state: a model none serves "ready" is
+    # down for whoever picks it, even while other models serve.
+    result = {"ok": "ready" in states, "workers": listed, "models": models}
     if "ready" in states:
         return result
     if "loading" in states:

@@ -8,6 +8,8 @@ PHASES = (
     ("engine", "engine alone"),
     ("embedded", "e2e embedded"),
     ("production", "e2e production"),
+    ("upstream_direct", "upstream direct"),
+    ("upstream", "e2e upstream"),
 )
 COLUMNS = (
     ("N", 3),
@@ -121,6 +123,26 @@ def targets(results: dict) -> list[dict]:
         web = _level(results, profile, 1).get("stream_tps")
         engine_stream = _level(results, "engine", 1).get("stream_tps")
         check(f"{profile}: 1 user tok/s / engine 1 stream", ratio(web, engine_stream), 0.9)
+    if "upstream" in results:
+        web = _level(results, "upstream", 1)
+        direct = _level(results, "upstream_direct", 1)
+        check(
+            "upstream: 1 user tok/s / direct client",
+            ratio(web.get("stream_tps"), direct.get("stream_tps")),
+            0.9,
+        )
+        added = (
+            web["ttft_p50_ms"] - direct["ttft_p50_ms"]
+            if web.get("ttft_p50_ms") is not None and direct.get("ttft_p50_ms") is not None
+            else None
+        )
+        check("upstream: TTFT added to the direct client's, ms", added, 30.0, at_most=True)
+        eight = _level(results, "upstream", 8)
+        check(
+            "upstream: 8 users, answers completed / asked",
+            ratio(eight.get("completed"), eight.get("streams")),
+            1.0,
+        )
     return checks
 
 

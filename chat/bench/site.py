@@ -117,11 +117,13 @@ class Site:
             stdin=PASSWORD + "\n" + "\n".join(users) + "\n",
         )
 
-    def start(self, *, separate_worker: bool) -> None:
+    def start(self, *, separate_worker: bool, worker_args: tuple[str, ...] = ()) -> None:
         serve = self._spawn(["manage.py", "serve", "--port", str(self.port), "--no-access-log"])
         self.worker_pid = serve.pid
         if separate_worker:
-            self.worker_pid = self._spawn(["manage.py", "inference_worker"], "worker").pid
+            self.worker_pid = self._spawn(
+                ["manage.py", "inference_worker", *worker_args], "worker"
+            ).pid
         self._wait_until_ready()
 
     def _spawn(self, args: list[str], name: str = "serve") -> subprocess.Popen:
@@ -282,12 +284,13 @@ def run_profile(
     redis_url: str = "",
     say=print,
     results: dict | None = None,
+    worker_args: tuple[str, ...] = (),
 ) -> dict:
     """One profile's end-to-end results: a summary per concurrency level, filled into
     ``results`` level by level (so an interrupted run keeps the levels it finished)."""
     with contextlib.ExitStack() as stack:
         extra = {}
-        if profile == "production":
+        if profile in ("production", "upstream"):
             database_url = stack.enter_context(throwaway_database(postgres_url))
             extra = {"DATABASE_URL": database_url, "REDIS_URL": redis_url}
         site = Site(run_dir / profile, model_dir, extra)
@@ -296,7 +299,7 @@ def run_profile(
         site.prepare(users)
         stack.callback(site.stop)
         say(f"  {profile}: starting on https://localhost:{site.port}/")
-        site.start(separate_worker=profile == "production")
+        site.start(separate_worker=profile != "embedded", worker_args=worker_args)
         cookies = [site.sign_in(user) for user in users]
         say(f"  {profile}: {len(cookies)} users signed in; warming up")
         asyncio.run(site.ask_together(cookies[:1], 4))

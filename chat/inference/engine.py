@@ -1,6 +1,8 @@
 """The language model in memory: loading it offline, and prompts.
 
-The engine is the only place that knows how a conversation becomes token ids. It loads a
+The engine is the only place that knows how a conversation becomes token ids: through the
+model's chat template (or LLM_CHAT_TEMPLATE's), or, for a model without one (a base
+checkpoint), the plain transcript format below. It loads a
 local Hugging Face causal-LM directory with ``local_files_only=True`` and with the hub's
 offline switches set before transformers is imported, so no code path here can reach the
 network; it never runs code shipped with a model (``trust_remote_code`` stays off).
@@ -29,6 +31,31 @@ END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<
 # takes a question of a few paragraphs, and its answers are shortened to fit instead.
 QUESTION_SHARE_OF_CONTEXT = 0.25
 
+# Where model configs of different families keep their context length, in that order.
+CONTEXT_LENGTH_FIELDS = ("max_position_embeddings", "n_positions", "seq_length", "n_ctx")
+# Models with ALiBi position biases (BLOOM) have no fixed limit; they were trained with 2048
+# tokens, and answer worse far beyond what they were trained with.
+ALIBI_CONTEXT = 2048
+
+# The plain transcript format, for models without a chat template (base checkpoints of any
+# family): the system prompt as a paragraph, then each turn as a paragraph that starts with
+# who speaks, ending with an open "Assistant:" for the model to continue:
+#
+#     You are a helpful assistant.
+#
+#     User: What is the capital of France?
+#
+#     Assistant: Paris.
+#
+#     User: And of Italy?
+#
+#     Assistant:
+#
+# A base model carries the transcript on by writing the next "User:" turn itself; the answer
+# ends where the model starts a new turn (TRANSCRIPT_STOP_STRINGS), which is never shown.
+TRANSCRIPT_SPEAKERS = {"user": "User", "assistant": "Assistant", "system": ""}
+TRANSCRIPT_STOP_STRINGS = ("\nUser:", "\nAssistant:")
+
 
 def native_bf16_cpu() -> bool:
     """Whether this CPU computes bfloat16 natively (AMX or AVX-512 BF16; Linux only)."""
@@ -50,6 +77,7 @@ class Engine:
     def from_settings(cls) -> "Engine":
         return cls(
             Path(settings.LLM_MODEL),
+            chat_template=settings.LLM_CHAT_TEMPLATE,
             device=settings.LLM_DEVICE,
             dtype=settings.LLM_DTYPE,
             system_prompt=settings.LLM_SYSTEM_PROMPT,
@@ -68,6 +96,7 @@ class Engine:
         max_context: int = 0,
         max_new_tokens: int = 0,
         quantize: str = "",
+        chat_template: Path | None = None,
     ):
         model_dir = Path(model_dir)
         if not (model_dir / "config.json").is_file():
@@ -100,11 +129,12 @@ class Engine:
         self.prompt_tokenizer = AutoTokenizer.from_pretrained(
             model_dir, local_files_only=True, trust_remote_code=False
         )
-        if not self.tokenizer.chat_template:
-            raise ImproperlyConfigured(
-                f"The tokenizer in {model_dir} has no chat template; LLM_MODEL must be an "
-                "instruction-tuned (chat) model."
-            )
+        if chat_template is not None:
+            template = _read_template(Path(chat_template))
+            self.tokenizer.chat_template = self.prompt_tokenizer.chat_template = template
+        # Without a chat template, prompts are plain transcripts ending at the next turn.
+        self.transcript = not self.tokenizer.chat_template
+        self.stop_strings = TRANSCRIPT_STOP_STRINGS if self.transcript else ()
         self.model = AutoModelForCausalLM.from_pretrained(
             model_dir, local_files_only=True, trust_remote_code=False, dtype=self.dtype
         )
@@ -115,11 +145,12 @@ class Engine:
         self.stop_token_ids = self._stop_token_ids()
         self.max_new_tokens = self._answer_limit(max_new_tokens)
         logger.info(
-            "Loaded model %s on %s (%s%s), context %d tokens, answers up to %d tokens",
+            "Loaded model %s on %s (%s%s, %s), context %d tokens, answers up to %d tokens",
             self.model_name,
             self.device,
             str(self.dtype).removeprefix("torch."),
             ", int8 linear layers" if self.quantize else "",
+            "plain transcript format" if self.transcript else "chat template",
             self.context_length,
             self.max_new_tokens,
         )
@@ -175,7 +206,24 @@ class Engine:
 
     def _context_length(self, max_context: int) -> int:
         config = self.model.config
-        own = getattr(config, "max_position_embeddings", 0) or 0
+        own = next(
+            (
+                value
+                for name in CONTEXT_LENGTH_FIELDS
+                if isinstance(value := getattr(config, name, None), int) and value > 0
+            ),
+            0,
+        )
+        if not own and _uses_alibi(config):
+            own = ALIBI_CONTEXT
+            if not max_context:
+                logger.warning(
+                    "The model in %s has no fixed context length (ALiBi); using %d tokens, "
+                    "the length models of its kind were trained with. Set LLM_MAX_CONTEXT "
+                    "to choose another.",
+                    self.model_dir,
+                    ALIBI_CONTEXT,
+                )
         if not own:
             # Tokenizers without a known limit report a huge sentinel value.
             own = self.tokenizer.model_max_length if self.tokenizer.model_max_length < 10**7 else 0
@@ -235,8 +283,9 @@ class Engine:
                 ids.update(v for v in value if isinstance(v, int))
         vocabulary = self.tokenizer.get_vocab()
         special = set(self.tokenizer.all_special_tokens)
+        template = self.tokenizer.chat_template or ""
         for token in END_OF_TURN_TOKENS:
-            if token in vocabulary and (token in special or token in self.tokenizer.chat_template):
+            if token in vocabulary and (token in special or token in template):
                 ids.add(vocabulary[token])
         if not ids:
             raise ImproperlyConfigured(
@@ -288,6 +337,9 @@ class Engine:
         system = "\n\n".join(part for part in (self.system_prompt, instructions) if part)
         if system:
             messages = [{"role": "system", "content": system}, *messages]
+        if self.transcript:
+            # The tokenizer's own special tokens (a BOS, for many families) start the text.
+            return self.prompt_tokenizer(transcript(messages), add_special_tokens=True)["input_ids"]
         text = self.prompt_tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, tokenize=False
         )
@@ -314,6 +366,37 @@ class Engine:
             if len(ids) <= budget:
                 return ids
             keep -= len(ids) - budget
+
+
+def _uses_alibi(config) -> bool:
+    return config.model_type == "bloom" or bool(getattr(config, "alibi", False))
+
+
+def transcript(messages: list[dict]) -> str:
+    """``messages`` in the plain transcript format (see TRANSCRIPT_SPEAKERS), ending with
+    the open turn of the assistant."""
+    paragraphs = []
+    for message in messages:
+        speaker = TRANSCRIPT_SPEAKERS[message["role"]]
+        paragraphs.append(f"{speaker}: {message['content']}" if speaker else message["content"])
+    paragraphs.append("Assistant:")
+    return "\n\n".join(paragraphs)
+
+
+def _read_template(path: Path) -> str:
+    try:
+        template = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ImproperlyConfigured(
+            f"LLM_CHAT_TEMPLATE={path} cannot be read ({error}); name a UTF-8 Jinja template "
+            "file, or leave it empty to use the model's own template."
+        ) from None
+    if not template.strip():
+        raise ImproperlyConfigured(
+            f"LLM_CHAT_TEMPLATE={path} is empty; name a Jinja chat template file, or leave it "
+            "empty to use the model's own template."
+        )
+    return template
 
 
 def _check_messages(messages: list[dict]) -> None:

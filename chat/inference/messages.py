@@ -6,7 +6,11 @@ msgpack-serialisable (str, int, float, bool, None, list and dict). Both sides bu
 message here and read the type names from here.
 """
 
-# Requests wait here, on the channel every worker reads, for whichever worker has room.
+import hashlib
+import re
+
+# Requests for one model wait on that model's channel (``requests_channel()``), which every
+# worker serving it reads, for whichever of them has room first.
 REQUESTS_CHANNEL = "inference"
 
 GENERATE = "inference.generate"
@@ -22,6 +26,14 @@ BUSY = "busy"  # the worker's batch and queue are full
 BAD_REQUEST = "bad_frame"  # the request's own values were refused (its sampling values)
 FAILED = "internal"  # the worker could not serve it (its set-up, or a fault)
 FOR_USERS = frozenset({BUSY, BAD_REQUEST})
+
+
+def requests_channel(model: str) -> str:
+    """The channel where requests for ``model`` wait. Channel names allow only a few
+    characters and 100 of them, so the name is a readable part and a digest of the whole."""
+    readable = re.sub(r"[^A-Za-z0-9_.-]", "-", model)[:40]
+    digest = hashlib.sha256(model.encode()).hexdigest()[:16]
+    return f"{REQUESTS_CHANNEL}.{readable}.{digest}"
 
 
 def generate(*, request_id: str, reply_to: str, message_id: str, messages: list, params: dict):

@@ -59,6 +59,12 @@ WORKER_LAST_HEARTBEAT = Gauge(
     ["worker"],
 )
 
+WORKER_MODEL = Gauge(
+    "llmchat_worker_model_info",
+    "The model this worker serves (1 while it runs; the model is in the label).",
+    ["worker", "model"],
+)
+
 WORKER_STATES = ("loading", "ready", "failed", "stopping")
 
 
@@ -68,6 +74,7 @@ class InferenceWorkersCollector(Collector):
 
     def collect(self):
         counts = dict.fromkeys(WORKER_STATES, 0)
+        per_model: dict[str, dict[str, int]] = {}
         try:
             workers = registry.live_workers()
         except Exception:
@@ -77,6 +84,10 @@ class InferenceWorkersCollector(Collector):
         for worker in workers:
             if worker.get("state") in counts:
                 counts[worker["state"]] += 1
+                model = per_model.setdefault(
+                    str(worker.get("model") or ""), dict.fromkeys(WORKER_STATES, 0)
+                )
+                model[worker["state"]] += 1
         family = GaugeMetricFamily(
             "llmchat_inference_workers",
             "Inference workers with a live heartbeat in the shared registry, as this web "
@@ -86,6 +97,16 @@ class InferenceWorkersCollector(Collector):
         for state, count in counts.items():
             family.add_metric([state], count)
         yield family
+        by_model = GaugeMetricFamily(
+            "llmchat_inference_model_workers",
+            "Inference workers with a live heartbeat, as this web process sees them, by the "
+            "model they serve and by state.",
+            labels=["model", "state"],
+        )
+        for model, states in sorted(per_model.items()):
+            for state, count in states.items():
+                by_model.add_metric([model, state], count)
+        yield by_model
 
 
 REGISTRY.register(InferenceWorkersCollector())
@@ -123,8 +144,10 @@ def watch_scheduler(scheduler) -> None:
     QUEUE_CAPACITY.set(settings.LLM_QUEUE_SIZE)
 
 
-def worker_heartbeat(name: str) -> None:
+def worker_heartbeat(name: str, model: str = "") -> None:
     WORKER_LAST_HEARTBEAT.labels(name).set(time.time())
+    if model:
+        WORKER_MODEL.labels(name, model).set(1)
 
 
 def worker_stopped(name: str) -> None:
@@ -134,3 +157,14 @@ def worker_stopped(name: str) -> None:
     # Some prometheus-client versions raise KeyError for a worker that never beat.
     with contextlib.suppress(KeyError):
         WORKER_LAST_HEARTBEAT.remove(name)
+    for labels in [labels for labels in _label_sets(WORKER_MODEL) if labels[0] == name]:
+        with contextlib.suppress(KeyError):
+            WORKER_MODEL.remove(*labels)
+
+
+def _label_sets(metric) -> list[tuple[str, ...]]:
+    return [
+        tuple(sample.labels[name] for name in ("worker", "model"))
+        for family in metric.collect()
+        for sample in family.samples
+    ]

@@ -120,17 +120,55 @@ class _Request:
 class _Sequence:
     request: _Request
     decoder: IncrementalDecoder
+    # Strings that end the answer where they appear (the next turn of a plain transcript);
+    # they are never part of it, so text that could be the start of one is held back.
+    stop_strings: tuple[str, ...] = ()
     last_token: int = 0
     completion_tokens: int = 0
     finish_reason: str | None = None
-    # Text decoded since the last event.
+    # Text decoded since the last event, and text held back as the possible start of a stop
+    # string.
     text: str = ""
+    held: str = ""
+    stopped_by_string: bool = False
+
+    def take(self, text: str) -> None:
+        """Add decoded ``text``; ends the answer ("stop") at the first stop string."""
+        if not self.stop_strings or self.request.params.ignore_eos:
+            self.text += text
+            return
+        held = self.held + text
+        found = [held.find(stop) for stop in self.stop_strings if stop in held]
+        if found:
+            self.text += held[: min(found)]
+            self.held = ""
+            self.stopped_by_string = True
+            self.finish_reason = "stop"
+            return
+        keep = _open_stop_length(held, self.stop_strings)
+        self.text += held[: len(held) - keep]
+        self.held = held[len(held) - keep :]
 
     def event(self) -> StepEvent:
+        if self.finish_reason in {"stop", "length"} and not self.stopped_by_string:
+            self.take(self.decoder.flush())
+            if not self.stopped_by_string:
+                # What was held back turned out not to be a stop string: it is answer text.
+                self.text += self.held
+            self.held = ""
         text, self.text = self.text, ""
-        if self.finish_reason in {"stop", "length"}:
-            text += self.decoder.flush()
         return _event(self.request, text, self.finish_reason, self.completion_tokens)
+
+
+def _open_stop_length(text: str, stop_strings: tuple[str, ...]) -> int:
+    """The length of the longest end of ``text`` that begins some stop string."""
+    longest = 0
+    for stop in stop_strings:
+        for length in range(min(len(stop) - 1, len(text)), longest, -1):
+            if stop.startswith(text[-length:]):
+                longest = length
+                break
+    return longest
 
 
 class _BatchCache:
@@ -178,6 +216,10 @@ class _BatchCache:
 
     def advance(self, columns: int) -> None:
         self.length += columns
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        """Tokens already stored (Falcon, BLOOM and GPT-J ask before each forward pass)."""
+        return self.length
 
     def decode_mask(self) -> torch.Tensor:
         """Mask for one new token per row: every real column, none of the padding."""
@@ -233,6 +275,33 @@ class _BatchCache:
                 compact[:, :, :length] = tensor.index_select(0, index)[:, :, start : self.length]
                 target.append(compact)
         return selected
+
+
+def _alibi_by_column(model) -> None:
+    """Let an ALiBi model of the BLOOM kind take our 4-D masks.
+
+    BLOOM builds its position biases from a 2-D padding mask (``build_alibi_tensor``), while
+    the batch here hands every model a prepared 4-D mask. ALiBi adds ``slope * key position``
+    to each score; a constant added to all of one query's scores does not change its softmax,
+    so counting positions from the first column instead of from each row's first real token
+    (left padding shifts them by a constant per row) gives the same attention. The base
+    model's own ``build_alibi_tensor`` hook is given an all-ones 2-D mask of the key length
+    for that; the padding stays hidden by the 4-D mask."""
+    base = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    build = getattr(base, "build_alibi_tensor", None)
+    if build is None or getattr(build, "by_column", False):
+        return
+
+    def by_column(attention_mask, num_heads, dtype):
+        if attention_mask.ndim == 4:
+            batch, columns = attention_mask.shape[0], attention_mask.shape[-1]
+            attention_mask = torch.ones(
+                batch, columns, dtype=torch.long, device=attention_mask.device
+            )
+        return build(attention_mask, num_heads, dtype)
+
+    by_column.by_column = True
+    base.build_alibi_tensor = by_column
 
 
 def _prefill_groups(requests: list[_Request]) -> list[list[_Request]]:
@@ -296,6 +365,8 @@ class Scheduler:
         # Sequences that ended this step and still owe their final event.
         self._leaving: list[_Sequence] = []
         self._stop_ids = engine.stop_token_ids
+        self._stop_strings = tuple(getattr(engine, "stop_strings", ()))
+        _alibi_by_column(engine.model)
         forward = inspect.signature(engine.model.forward).parameters
         # transformers 5 renamed past_key_values to cache; accept a model of either kind.
         self._cache_argument = "cache" if "cache" in forward else "past_key_values"
@@ -411,7 +482,10 @@ class Scheduler:
         joining: list[_BatchCache] = []
         newcomers: list[_Sequence] = []
         for group in _prefill_groups(admitted):
-            sequences = [_Sequence(r, IncrementalDecoder(self.engine.tokenizer)) for r in group]
+            sequences = [
+                _Sequence(r, IncrementalDecoder(self.engine.tokenizer), self._stop_strings)
+                for r in group
+            ]
             try:
                 cache, logits = self._prefill_group(group)
                 tokens = self._sample(logits, [request.params for request in group])
@@ -500,8 +574,8 @@ class Scheduler:
             return
         sequence.last_token = token
         sequence.completion_tokens += 1
-        sequence.text += sequence.decoder.push(token)
-        if sequence.completion_tokens >= request.max_new_tokens:
+        sequence.take(sequence.decoder.push(token))
+        if sequence.finish_reason is None and sequence.completion_tokens >= request.max_new_tokens:
             sequence.finish_reason = "length"
 
     def _sample(self, logits: torch.Tensor, params: list[SamplingParams]) -> list[int]:

@@ -21,6 +21,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
@@ -78,23 +79,31 @@ class InferenceWorker:
         self,
         *,
         name: str | None = None,
+        model_name: str | None = None,
         engine_factory=None,
         scheduler_factory=None,
         load_retry_first: float = LOAD_RETRY_FIRST_SECONDS,
         load_retry_max: float = LOAD_RETRY_MAX_SECONDS,
     ):
-        from chat.inference.engine import Engine
-        from chat.inference.scheduler import Scheduler
+        if engine_factory is None or scheduler_factory is None:
+            # Imported here: torch and transformers load slowly, and an upstream worker or a
+            # test with scripted parts never needs them.
+            from chat.inference.engine import Engine
+            from chat.inference.scheduler import Scheduler
 
+            engine_factory = engine_factory or Engine.from_settings
+            scheduler_factory = scheduler_factory or Scheduler.from_settings
         self.name = name or default_name()
-        self.engine_factory = engine_factory or Engine.from_settings
-        self.scheduler_factory = scheduler_factory or Scheduler.from_settings
+        self.engine_factory = engine_factory
+        self.scheduler_factory = scheduler_factory
         self.load_retry_first = load_retry_first
         self.load_retry_max = load_retry_max
         self.state = "loading"
         # Why the model last failed to load; None once it is loaded.
         self.error: str | None = None
-        self.model_name = ""
+        # The model this worker serves, announced from the start (heartbeats while loading
+        # let the page say "starting up" for it); the loaded engine's name replaces it.
+        self.model_name = model_name or Path(settings.LLM_MODEL).name
         self.max_new_tokens = settings.LLM_MAX_NEW_TOKENS
         self.generations: dict[str, Generation] = {}
         self.scheduler = None
@@ -171,7 +180,7 @@ class InferenceWorker:
                 "worker.failed",
                 outcome="failure",
                 worker=self.name,
-                model=str(settings.LLM_MODEL),
+                model=self.model_name,
                 reason=self.error,
             )
         except Exception:
@@ -191,7 +200,7 @@ class InferenceWorker:
             )
         for generation in unfinished:
             await self._finish(generation, "error", {})
-        if self.model_name:
+        if self.scheduler is not None:
             with contextlib.suppress(Exception):
                 await sync_to_async(record)(
                     "worker.stopped", worker=self.name, model=self.model_name
@@ -216,7 +225,7 @@ class InferenceWorker:
             "error": self.error,
         }
         await sync_to_async(registry.beat)(self.name, state)
-        metrics.worker_heartbeat(self.name)
+        metrics.worker_heartbeat(self.name, self.model_name)
 
     # --- requests -------------------------------------------------------------------------
 
@@ -230,7 +239,7 @@ class InferenceWorker:
     async def _take_requests(self) -> None:
         while True:
             await self._room.wait()
-            message = await self.layer.receive(messages.REQUESTS_CHANNEL)
+            message = await self.layer.receive(messages.requests_channel(self.model_name))
             if message.get("type") == messages.GENERATE:
                 await self._accept(message)
             if not self._has_room():
@@ -269,7 +278,12 @@ class InferenceWorker:
                 request_id, reply_to, messages.FAILED, f"{type(exc).__name__}: {exc}"
             )
             return
-        generation = Generation(request_id, reply_to, message["message_id"], time.monotonic())
+        await self._start_generation(request_id, reply_to, message["message_id"])
+        self._work.set()
+
+    async def _start_generation(self, request_id: str, reply_to: str, message_id: str):
+        """Note a taken request and tell its asker (``inference.started``)."""
+        generation = Generation(request_id, reply_to, message_id, time.monotonic())
         self.generations[request_id] = generation
         try:
             # Lets a Stop from another tab find this worker; without it, only this tab can.
@@ -287,7 +301,7 @@ class InferenceWorker:
             reply_to,
             messages.started(request_id=request_id, worker=self.channel, model=self.model_name),
         )
-        self._work.set()
+        return generation
 
     # --- decoding -------------------------------------------------------------------------
 
@@ -398,6 +412,7 @@ class InferenceWorker:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
 
     async def _send(self, channel: str, message: dict) -> None:
         # The asker may be gone (tab closed): its answer is stored all the same.
@@ -405,6 +420,13 @@ class InferenceWorker:
             await self.layer.send(channel, message)
         except Exception as exc:
             logger.debug("Could not send %s to %s: %s", message["type"], channel, exc)
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    """Log why a background task ended with an error, instead of asyncio's "Task exception
+    was never retrieved" at some later garbage collection, without its context."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("Inference task %s failed", task.get_name(), exc_info=task.exception())
 
 
 # --- the embedded profile ------------------------------------------------------------------
@@ -421,4 +443,6 @@ def ensure_embedded_worker() -> None:
     if task is not None and not task.done() and _embedded.get("loop") is loop:
         return
     worker = InferenceWorker()
-    _embedded.update(loop=loop, worker=worker, task=loop.create_task(worker.run()))
+    task = loop.create_task(worker.run(), name=f"inference worker {worker.name}")
+    task.add_done_callback(_log_failure)
+    _embedded.update(loop=loop, worker=worker, task=task)

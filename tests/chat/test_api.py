@@ -154,16 +154,25 @@ def test_worker_status_follows_the_heartbeats(employee_client):
         "state": "no_worker",
         "model": None,
         "workers": 0,
+        "models": [{"name": "SmolLM2-135M-Instruct", "state": "no_worker"}],
+        "default": "SmolLM2-135M-Instruct",
     }
 
     registry.beat("w1", {"state": "ready", "model": "SmolLM2-135M-Instruct"})
+    registry.beat("w2", {"state": "loading", "model": "bigger-model"})
 
     assert get(employee_client, "/chat/api/status").json() == {
         "state": "ready",
         "model": "SmolLM2-135M-Instruct",
         "workers": 1,
+        "models": [
+            {"name": "SmolLM2-135M-Instruct", "state": "ready"},
+            {"name": "bigger-model", "state": "loading"},
+        ],
+        "default": "SmolLM2-135M-Instruct",
     }
     registry.forget("w1")
+    registry.forget("w2")
 
 
 def rename_with(client, conversation, body):

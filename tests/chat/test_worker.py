@@ -72,9 +72,11 @@ async def test_requests_arriving_together_at_an_idle_worker_start_in_the_same_st
     async with running_worker("w", scheduler_factory=Recording) as worker:
         layer = get_channel_layer()
         reply_to = await layer.new_channel()
-        await layer.send(messages.REQUESTS_CHANNEL, _generate("first", reply_to))
+        await layer.send(messages.requests_channel(worker.model_name), _generate("first", reply_to))
         await _until(lambda: "first" in worker.generations, "the first request is accepted")
-        await layer.send(messages.REQUESTS_CHANNEL, _generate("second", reply_to))
+        await layer.send(
+            messages.requests_channel(worker.model_name), _generate("second", reply_to)
+        )
         await _until(lambda: admitted_per_step, "a step runs")
 
     # Without the window, the first step would have started with the first request alone.
@@ -101,9 +103,11 @@ async def test_a_newcomer_is_accepted_while_a_step_runs(monkeypatch):
     async with running_worker("w", scheduler_factory=Slow) as worker:
         layer = get_channel_layer()
         reply_to = await layer.new_channel()
-        await layer.send(messages.REQUESTS_CHANNEL, _generate("first", reply_to))
+        await layer.send(messages.requests_channel(worker.model_name), _generate("first", reply_to))
         await asyncio.wait_for(stepping.wait(), 5)
-        await layer.send(messages.REQUESTS_CHANNEL, _generate("second", reply_to))
+        await layer.send(
+            messages.requests_channel(worker.model_name), _generate("second", reply_to)
+        )
         await _until(lambda: len(seen_at_step_end) >= 2, "two steps have run")
 
     # Its prompt was encoded beside the first step, not after it: it was in by that step's

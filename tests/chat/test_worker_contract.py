@@ -66,7 +66,7 @@ async def test_the_worker_answers_a_generate_with_started_deltas_and_done_as_doc
     reply_to = await layer.new_channel("contract.")
     async with running_worker("contract-worker") as worker:
         await layer.send(
-            messages.REQUESTS_CHANNEL,
+            messages.requests_channel(worker.model_name),
             messages.generate(
                 request_id="r1",
                 reply_to=reply_to,

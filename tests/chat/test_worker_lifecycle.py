@@ -74,7 +74,8 @@ async def test_a_message_sent_while_the_model_loads_is_refused_as_loading_and_no
             error = await chat.receive_json_from()
             assert error["code"] == "loading"
             assert error["detail"] == (
-                "The assistant is starting up. Your message was not sent; try again in a minute."
+                "SmolLM2-135M-Instruct is starting up. Your message was not sent; try again in "
+                "a minute."
             )
             assert error["client_id"] == "c1"
             assert await Message.objects.acount() == 0
@@ -146,7 +147,7 @@ async def test_a_model_that_fails_to_load_is_recorded_shown_and_tried_again_unti
     assert event.outcome == "failure"
     assert event.details == {
         "worker": "flaky-worker",
-        "model": str(settings.LLM_MODEL),
+        "model": settings.LLM_MODEL.name,
         "reason": FAILURE,
     }
     assert any(FAILURE in r.getMessage() for r in caplog.records)
@@ -173,8 +174,8 @@ async def test_when_the_only_worker_failed_to_load_a_message_is_refused_pointing
         error = await chat.receive_json_from()
         assert error["code"] == "no_worker"
         assert error["detail"] == (
-            "The assistant could not start, so your message was not sent. Your IT team can "
-            "see why on the server's /healthz page."
+            "SmolLM2-135M-Instruct could not start, so your message was not sent. Pick another "
+            "model, or ask your IT team, who can see why on the server's /healthz page."
         )
         assert await Message.objects.acount() == 0
         [listed] = await sync_to_async(healthz_workers)()

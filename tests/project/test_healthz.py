@@ -23,6 +23,7 @@ def test_it_reports_ok_with_each_part_when_everything_answers(client, ready_work
     assert body["checks"]["database"]["ok"] is True
     assert body["checks"]["channel_layer"]["ok"] is True
     assert body["checks"]["inference"]["workers"][0]["model"] == "SmolLM2-135M-Instruct"
+    assert body["checks"]["inference"]["models"] == {"SmolLM2-135M-Instruct": {"ready": 1}}
     assert "no-store" in response["Cache-Control"]
 
 
@@ -36,6 +37,7 @@ def test_it_answers_503_when_no_inference_worker_is_ready(client):
     assert body["checks"]["inference"] == {
         "ok": False,
         "workers": [],
+        "models": {},
         "error": "no inference worker is ready",
     }
 

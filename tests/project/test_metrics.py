@@ -28,6 +28,7 @@ METRIC_NAMES = (
     "llmchat_http_requests_total",
     "llmchat_websockets_active",
     "llmchat_inference_workers",
+    "llmchat_inference_model_workers",
     "llmchat_login_failures_total",
     "llmchat_login_lockouts_total",
     "llmchat_inference_queue_depth",
@@ -211,6 +212,17 @@ def test_live_workers_are_counted_by_state_from_the_registry():
     registry.forget("w-ready")
 
     assert value("llmchat_inference_workers", state="ready") == 0
+
+
+def test_live_workers_are_counted_by_model_and_state():
+    registry.beat("w-small", {"state": "ready", "model": "small-model"})
+    registry.beat("w-large", {"state": "loading", "model": "large-model"})
+
+    assert value("llmchat_inference_model_workers", model="small-model", state="ready") == 1
+    assert value("llmchat_inference_model_workers", model="large-model", state="ready") == 0
+    assert value("llmchat_inference_model_workers", model="large-model", state="loading") == 1
+    registry.forget("w-small")
+    registry.forget("w-large")
 
 
 def test_an_unreadable_registry_shows_no_worker_instead_of_failing_the_scrape(monkeypatch):

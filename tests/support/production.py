@@ -21,14 +21,15 @@ LOG_TAIL_CHARACTERS = 4000
 
 
 class Worker:
-    """A `manage.py inference_worker --name NAME` process in a process group of its own."""
+    """A `manage.py inference_worker --name NAME [ARGS]` process in a process group of its
+    own."""
 
-    def __init__(self, env, log_path, name):
+    def __init__(self, env, log_path, name, args=()):
         self.name = name
         self.log_path = log_path
         with open(log_path, "w") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "manage.py", "inference_worker", "--name", name],
+                [sys.executable, "manage.py", "inference_worker", "--name", name, *args],
                 cwd=REPO,
                 env=env,
                 stdout=log,
@@ -71,13 +72,13 @@ def _lists_ready(body, name: str) -> bool:
     return any(w["name"] == name and w["state"] == "ready" for w in workers)
 
 
-def start_worker(site, name, *, timeout=WORKER_START_TIMEOUT_SECONDS) -> Worker:
-    """Start an inference worker named ``name`` with ``site.env`` (its log in
-    ``site.var_dir``) and return it once /healthz answers 200 with it ready.
+def start_worker(site, name, *, args=(), timeout=WORKER_START_TIMEOUT_SECONDS) -> Worker:
+    """Start an inference worker named ``name`` with ``site.env`` and the command's ``args``
+    (its log in ``site.var_dir``) and return it once /healthz answers 200 with it ready.
 
     Raises AssertionError, with the end of the worker's log, when the worker exits first or
     is not ready within ``timeout`` seconds; the worker is stopped then."""
-    worker = Worker(site.env, site.var_dir / f"{name}.log", name)
+    worker = Worker(site.env, site.var_dir / f"{name}.log", name, args)
     deadline = time.monotonic() + timeout
     status, body = None, ""
     try:
@@ -122,20 +123,19 @@ def connect(site, cookie):
     )
 
 
-async def ask_on(socket, content, *, conversation=None, max_new_tokens=24, until=None):
-    """Send one question on an open socket; return (frames, text) once it ends.
-    ``until(frames)`` may act mid-stream."""
-    await socket.send(
-        json.dumps(
-            {
-                "type": "chat.send",
-                "conversation": conversation,
-                "content": content,
-                "client_id": "sys-1",
-                "params": {"max_new_tokens": max_new_tokens},
-            }
-        )
-    )
+async def ask_on(socket, content, *, conversation=None, max_new_tokens=24, until=None, model=None):
+    """Send one question on an open socket (to ``model``, when given); return (frames, text)
+    once it ends. ``until(frames)`` may act mid-stream."""
+    frame = {
+        "type": "chat.send",
+        "conversation": conversation,
+        "content": content,
+        "client_id": "sys-1",
+        "params": {"max_new_tokens": max_new_tokens},
+    }
+    if model is not None:
+        frame["model"] = model
+    await socket.send(json.dumps(frame))
     frames = []
     while not frames or frames[-1]["type"] not in ("chat.done", "error"):
         frames.append(json.loads(await asyncio.wait_for(socket.recv(), 60)))

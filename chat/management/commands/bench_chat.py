@@ -61,6 +61,17 @@ class Command(BaseCommand):
             help="Redis database for the production profile's channel layer and cache",
         )
         parser.add_argument("--keep", action="store_true", help="keep the sites' state dirs")
+        parser.add_argument(
+            "--upstream",
+            metavar="URL",
+            help="measure the upstream path instead: clients straight to this OpenAI-compatible "
+            "server, then the web path through an upstream worker in front of it (production "
+            "profile)",
+        )
+        parser.add_argument("--upstream-model", default="", help="the model's name there")
+        parser.add_argument(
+            "--upstream-context", type=int, default=0, help="its context, where not reported"
+        )
         # Internal: the in-process phases run in a child process each (own peak memory).
         parser.add_argument("--phase", choices=["baseline", "engine"], help=argparse.SUPPRESS)
         parser.add_argument("--phase-output", type=Path, help=argparse.SUPPRESS)
@@ -97,13 +108,19 @@ class Command(BaseCommand):
         }
         t0 = time.monotonic()
         failed = False
+        if options["upstream"]:
+            results["meta"]["model"] = options["upstream_model"]
+            results["meta"]["upstream"] = options["upstream"]
         try:
-            if not quick:
+            if options["upstream"]:
+                self._upstream(results, options, levels, tokens, run_dir)
+            elif not quick:
                 self._say("Baseline: transformers generate, float32 (the yardstick)")
                 results["baseline"] = self._phase("baseline", levels, tokens, run_dir)
-            self._say("Engine alone: scheduler.step() with N requests submitted together")
-            results["engine"] = self._phase("engine", levels, tokens, run_dir)
-            if not options["skip_e2e"]:
+            if not options["upstream"]:
+                self._say("Engine alone: scheduler.step() with N requests submitted together")
+                results["engine"] = self._phase("engine", levels, tokens, run_dir)
+            if not (options["skip_e2e"] or options["upstream"]):
                 self._e2e(results, options, levels, tokens, run_dir)
         except (KeyboardInterrupt, SystemExit):
             failed = True
@@ -163,6 +180,47 @@ class Command(BaseCommand):
                 say=self._say,
                 results=results[profile],
             )
+
+    def _upstream(self, results, options, levels, tokens, run_dir) -> None:
+        from chat.bench.site import run_profile, services_answer
+        from chat.bench.upstream import run_direct
+
+        if not options["upstream_model"]:
+            raise CommandError("--upstream needs --upstream-model, the model's name there.")
+        missing = services_answer(options["postgres_url"], options["redis_url"])
+        if missing:
+            raise CommandError(f"The upstream path runs in the production profile: {missing}")
+        self._say(f"Upstream direct: N clients streaming from {options['upstream']}")
+        results["upstream_direct"] = run_direct(
+            options["upstream"],
+            options["upstream_model"],
+            settings.LLM_SYSTEM_PROMPT,
+            levels,
+            tokens,
+            say=self._say,
+        )
+        self._say("End to end through an upstream worker: N users, one TLS websocket each")
+        worker_args = [
+            "--upstream",
+            options["upstream"],
+            "--upstream-model",
+            options["upstream_model"],
+        ]
+        if options["upstream_context"]:
+            worker_args += ["--upstream-context", str(options["upstream_context"])]
+        results["upstream"] = {"levels": {}}
+        run_profile(
+            "upstream",
+            run_dir=run_dir,
+            model_dir=Path(settings.LLM_MODEL).resolve(),
+            levels=levels,
+            tokens=tokens,
+            postgres_url=options["postgres_url"],
+            redis_url=options["redis_url"],
+            say=self._say,
+            results=results["upstream"],
+            worker_args=tuple(worker_args),
+        )
 
     def _phase(self, name: str, levels: list[int], tokens: int, run_dir: Path) -> dict:
         target = run_dir / f"{name}.json"

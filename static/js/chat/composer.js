@@ -5,6 +5,7 @@
 import { selectedSources } from "./documents.js";
 import { announce, config, el, state } from "./page.js";
 import { scrollToEnd, updateEmptyState, updateMessageActions, userMessageNode } from "./messages.js";
+import { chosenModel } from "./models.js";
 import { sendFrame } from "./socket.js";
 import { draftForFirstMessage } from "./settings.js";
 import { charCount, newClientId, numberFormat, utf8Length } from "./util.js";
@@ -118,6 +119,10 @@ function send() {
     if (Object.keys(draft.params).length) {
       message.params = draft.params;
     }
+  }
+  var model = chosenModel();
+  if (model) {
+    message.model = model;
   }
   var frame = JSON.stringify(message);
   var frameBytes = utf8Length(frame);

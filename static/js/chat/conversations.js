@@ -8,6 +8,7 @@ import { api, conversationPath } from "./api.js";
 import { announce, config, el, SITE_NAME, state } from "./page.js";
 import { renderConversation, updateEmptyState } from "./messages.js";
 import { showComposerError, updateComposer } from "./composer.js";
+import { setConversationModel } from "./models.js";
 import { closeSidebar, sidebarIsOpen } from "./sidebar.js";
 import { showSettingsOf } from "./settings.js";
 import { revealMessage } from "./search.js";
@@ -47,6 +48,7 @@ export function openConversation(id) {
   updateComposer();
   showSettingsOf(null);
   if (id === null) {
+    setConversationModel(null);
     setTitle("");
     el.messages.classList.remove("is-loading");
     updateEmptyState();
@@ -69,6 +71,7 @@ function loadConversation(id, seq) {
     el.scroller.removeAttribute("aria-busy");
     setTitle(String(data.title || ""));
     showSettingsOf(data.settings);
+    setConversationModel(data.model);
     if (renderConversation({ id: id, messages: data.messages })) {
       streamingRefreshTimer = window.setTimeout(function () {
         if (seq === state.viewSeq) {

@@ -18,6 +18,7 @@ import {
   reloadCurrent,
 } from "./conversations.js";
 import { initSearch } from "./search.js";
+import { initModels } from "./models.js";
 import { initStatus, refreshStatus } from "./status.js";
 import { connectionLost, handleFrame } from "./stream.js";
 import { startSocket } from "./socket.js";
@@ -33,6 +34,7 @@ function start() {
   initSearch();
   initStatus();
   initDocuments();
+  initModels();
 
   resizeInput();
   updateComposer();
