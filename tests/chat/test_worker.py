@@ -122,12 +122,12 @@ async def test_an_answer_without_a_message_is_streamed_and_never_stored():
     from audit.models import AuditEvent
     from chat.models import Message
 
-    async with running_worker("w"):
+    async with running_worker("w") as worker:
         layer = get_channel_layer()
         reply_to = await layer.new_channel()
         request = _generate("unkept", reply_to)
         request["message_id"] = ""
-        await layer.send(messages.REQUESTS_CHANNEL, request)
+        await layer.send(messages.requests_channel(worker.model_name), request)
         received = []
         while not received or received[-1]["type"] != messages.DONE:
             received.append(await asyncio.wait_for(layer.receive(reply_to), 10))
