@@ -173,15 +173,17 @@ def page_for(browser_for):
 
 
 def create_account(site, username: str, password: str, *flags: str) -> None:
-    subprocess.run(
+    """A new account on ``site`` (sites are shared by a session's tests: each test names
+    its own people)."""
+    made = subprocess.run(
         [sys.executable, "manage.py", "createuser", username, "--password-stdin", *flags],
         cwd=REPO,
         env=site_environment(site.var_dir),
         input=password + "\n",
         text=True,
-        check=True,
         capture_output=True,
     )
+    assert made.returncode == 0, f"createuser {username} failed:\n{made.stderr}"
 
 
 def password_step(page, username: str, password: str) -> None:

@@ -33,10 +33,10 @@ def answer_finished(page):
 
 
 def test_regenerate_flip_versions_and_edit_with_the_keyboard(site, page_for, screenshots):
-    vera = Account("vera", "vera's long passphrase 7")
-    create_account(site, vera.username, vera.password)
+    valeria = Account("valeria", "valeria's long passphrase 7")
+    create_account(site, valeria.username, valeria.password)
     page = page_for(site)
-    sign_in(page, vera)
+    sign_in(page, valeria)
     page.goto("/")
     expect(page.locator("#worker-status")).to_have_attribute(
         "data-state", "ready", timeout=ANSWER_TIMEOUT

@@ -60,7 +60,10 @@ def test_an_answer_streams_end_to_end_through_a_separate_worker(production, paul
         "finish_reason": frames[-1]["finish_reason"],
         "usage": frames[-1]["usage"],
         "citations": [],
+        "time_to_first_token_ms": frames[-1]["time_to_first_token_ms"],
+        "duration_ms": frames[-1]["duration_ms"],
     }
+    assert 0 < frames[-1]["time_to_first_token_ms"] <= frames[-1]["duration_ms"]
     assert frames[-1]["finish_reason"] in ("stop", "length")
     assert "Paris" in text
     status, stored = stored_answer(production, frames[0]["message"])

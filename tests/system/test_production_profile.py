@@ -30,7 +30,12 @@ def test_health_sees_postgresql_and_redis_and_says_no_worker_runs_yet(site):
     assert body["checks"] == {
         "database": {"ok": True, "ms": body["checks"]["database"]["ms"]},
         "channel_layer": {"ok": True, "ms": body["checks"]["channel_layer"]["ms"]},
-        "inference": {"ok": False, "workers": [], "error": "no inference worker is ready"},
+        "inference": {
+            "ok": False,
+            "workers": [],
+            "models": {},
+            "error": "no inference worker is ready",
+        },
     }
 
 

@@ -153,6 +153,9 @@ def test_an_engine_killed_mid_answer_ends_it_as_an_error_with_the_text_kept(upst
         "message": frames[0]["message"],
         "finish_reason": "error",
         "usage": frames[-1]["usage"],
+        "citations": [],
+        "time_to_first_token_ms": frames[-1]["time_to_first_token_ms"],
+        "duration_ms": frames[-1]["duration_ms"],
     }
     assert text
     status, model, _ = stored(upstream_site, frames[0]["message"])
