@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from accounts.roles import may_chat
 from accounts.websocket import REFUSAL_HOLDER, VerifiedSessionConsumer
 from audit.log import record_probe
-from chat import protocol, retrieval, services
+from chat import conversation_settings, protocol, retrieval, services
 from chat.inference import messages, registry
 from chat.inference.worker import ensure_embedded_worker
 from core import metrics
@@ -188,7 +188,7 @@ class ChatConsumer(VerifiedSessionConsumer):
         new_settings = None
         if frame.conversation is None:
             # A new conversation keeps the settings its first message came with.
-            new_settings = services.ChatSettings(
+            new_settings = conversation_settings.ChatSettings(
                 frame.instructions,
                 frame.params.get("temperature"),
                 frame.params.get("max_new_tokens"),

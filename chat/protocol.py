@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
+from chat.conversation_settings import INSTRUCTIONS_MAX
 from chat.inference.params import SamplingParams
 from chat.retrieval import MAX_SOURCE_IDS, Sources
-from chat.services import INSTRUCTIONS_MAX
 from core.json_input import JSONInputError, parse_json
 
 # Stable error codes: the browser shows `detail`, and may act on `code`.

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import may_chat
 from audit.log import record_probe
+from chat import conversation_settings as chat_settings
 from chat import search, services
 from chat.inference import registry
 from chat.inference.params import MAX_TEMPERATURE
@@ -18,7 +19,7 @@ from core.json_input import JSONInputError, parse_json
 
 TITLE_BODY_MAX = 4096
 # Settings and presets: instructions at their longest in the worst case of JSON escaping.
-SETTINGS_BODY_MAX = services.INSTRUCTIONS_MAX * 6 + 1024
+SETTINGS_BODY_MAX = chat_settings.INSTRUCTIONS_MAX * 6 + 1024
 
 
 def _error(status: int, code: str, detail: str) -> JsonResponse:
@@ -70,7 +71,7 @@ def chat_page(request):
         {
             "ws_path": "/ws/chat/",
             "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,
-            "max_instructions_chars": services.INSTRUCTIONS_MAX,
+            "max_instructions_chars": chat_settings.INSTRUCTIONS_MAX,
             "max_temperature": MAX_TEMPERATURE,
             "max_answer_tokens": settings.LLM_MAX_NEW_TOKENS,
         },
@@ -141,12 +142,12 @@ def conversation_detail(request, conversation_id):
             "title": conversation.title,
             "model": conversation.model_name,
             "messages": services.thread_as_dicts(conversation),
-            "settings": services.settings_as_dict(conversation),
+            "settings": chat_settings.settings_as_dict(conversation),
         }
     )
 
 
-def _invalid(error: services.SettingsInvalid) -> JsonResponse:
+def _invalid(error: chat_settings.SettingsInvalid) -> JsonResponse:
     """400 with a sentence for each field, for the page to show next to it."""
     return JsonResponse(
         {"error": {"code": "invalid", "detail": str(error), "fields": error.errors}}, status=400
@@ -164,13 +165,13 @@ def conversation_settings(request, conversation_id):
     if error:
         return error
     try:
-        values = services.clean_settings(body)
-    except services.SettingsInvalid as invalid:
+        values = chat_settings.clean_settings(body)
+    except chat_settings.SettingsInvalid as invalid:
         return _invalid(invalid)
-    services.change_settings(
+    chat_settings.change_settings(
         actor=request.user, conversation=conversation, values=values, request=request
     )
-    return JsonResponse({"settings": services.settings_as_dict(conversation)})
+    return JsonResponse({"settings": chat_settings.settings_as_dict(conversation)})
 
 
 @never_cache
@@ -183,17 +184,21 @@ def presets(request):
             return error
         name = body.pop("name", None)
         try:
-            values = services.clean_settings(body)
-            preset = services.save_preset(
+            values = chat_settings.clean_settings(body)
+            preset = chat_settings.save_preset(
                 actor=request.user, name=name, values=values, request=request
             )
-        except services.SettingsInvalid as invalid:
+        except chat_settings.SettingsInvalid as invalid:
             return _invalid(invalid)
-        return JsonResponse({"preset": services.preset_as_dict(preset)})
+        return JsonResponse({"preset": chat_settings.preset_as_dict(preset)})
     if request.method != "GET":
         return _error(405, "method_not_allowed", "Use GET or POST.")
     return JsonResponse(
-        {"presets": [services.preset_as_dict(p) for p in services.presets_of(request.user)]}
+        {
+            "presets": [
+                chat_settings.preset_as_dict(p) for p in chat_settings.presets_of(request.user)
+            ]
+        }
     )
 
 
@@ -201,7 +206,7 @@ def presets(request):
 @employees_only
 def preset_delete(request, preset_id):
     try:
-        services.delete_preset(actor=request.user, preset_id=preset_id, request=request)
+        chat_settings.delete_preset(actor=request.user, preset_id=preset_id, request=request)
     except LookupError as error:
         return _error(404, "not_found", str(error))
     return JsonResponse({"deleted": str(preset_id)})

@@ -3,7 +3,7 @@
 import pytest
 
 from audit.models import AuditEvent
-from chat import services
+from chat import conversation_settings, services
 from chat.models import Conversation, Preset
 from tests.chat.test_storage import every_stored_text
 
@@ -20,11 +20,11 @@ def a_conversation(user):
 
 def test_settings_are_stored_with_instructions_encrypted_and_audited(employee):
     conversation = a_conversation(employee)
-    values = services.clean_settings(
+    values = conversation_settings.clean_settings(
         {"instructions": INSTRUCTIONS, "temperature": 0.7, "max_new_tokens": 64}
     )
 
-    services.change_settings(actor=employee, conversation=conversation, values=values)
+    conversation_settings.change_settings(actor=employee, conversation=conversation, values=values)
 
     stored = Conversation.objects.get(pk=conversation.pk)
     assert (stored.instructions, stored.temperature, stored.max_new_tokens) == (
@@ -41,10 +41,10 @@ def test_settings_are_stored_with_instructions_encrypted_and_audited(employee):
 
 def test_the_next_turn_gets_the_instructions_first_and_the_settings_as_params(employee):
     conversation = a_conversation(employee)
-    services.change_settings(
+    conversation_settings.change_settings(
         actor=employee,
         conversation=conversation,
-        values=services.ChatSettings(INSTRUCTIONS, 0.2, 32),
+        values=conversation_settings.ChatSettings(INSTRUCTIONS, 0.2, 32),
     )
 
     turn = services.start_turn(
@@ -62,11 +62,11 @@ def test_a_new_conversation_keeps_the_settings_of_its_first_message(employee):
         conversation_id=None,
         content="q",
         model_name="m",
-        new_settings=services.ChatSettings(INSTRUCTIONS, None, 100),
+        new_settings=conversation_settings.ChatSettings(INSTRUCTIONS, None, 100),
     )
 
     assert turn.history[0]["content"] == INSTRUCTIONS
-    assert services.settings_as_dict(turn.conversation) == {
+    assert conversation_settings.settings_as_dict(turn.conversation) == {
         "instructions": INSTRUCTIONS,
         "temperature": None,
         "max_new_tokens": 100,
@@ -82,36 +82,36 @@ def test_a_new_conversation_keeps_the_settings_of_its_first_message(employee):
         ({"max_new_tokens": 0}, "max_new_tokens"),
         ({"max_new_tokens": 10**9}, "max_new_tokens"),
         ({"max_new_tokens": 1.5}, "max_new_tokens"),
-        ({"instructions": "x" * (services.INSTRUCTIONS_MAX + 1)}, "instructions"),
+        ({"instructions": "x" * (conversation_settings.INSTRUCTIONS_MAX + 1)}, "instructions"),
         ({"instructions": 5}, "instructions"),
         ({"colour": "blue"}, "settings"),
     ],
 )
 def test_values_outside_the_sites_bounds_are_refused_field_by_field(data, field):
-    with pytest.raises(services.SettingsInvalid) as refused:
-        services.clean_settings(data)
+    with pytest.raises(conversation_settings.SettingsInvalid) as refused:
+        conversation_settings.clean_settings(data)
     assert set(refused.value.errors) == {field}
     assert refused.value.errors[field].endswith(".")
 
 
 def test_presets_are_saved_replaced_by_name_and_deleted_each_audited(employee, other_employee):
-    values = services.ChatSettings(INSTRUCTIONS, 0.5, None)
+    values = conversation_settings.ChatSettings(INSTRUCTIONS, 0.5, None)
 
-    first = services.save_preset(actor=employee, name=" Harbour ", values=values)
-    again = services.save_preset(
-        actor=employee, name="harbour", values=services.ChatSettings("", 1.0, 10)
+    first = conversation_settings.save_preset(actor=employee, name=" Harbour ", values=values)
+    again = conversation_settings.save_preset(
+        actor=employee, name="harbour", values=conversation_settings.ChatSettings("", 1.0, 10)
     )
-    services.save_preset(actor=other_employee, name="Harbour", values=values)
+    conversation_settings.save_preset(actor=other_employee, name="Harbour", values=values)
 
     assert again.pk == first.pk
-    mine = services.presets_of(employee)
-    assert [services.preset_as_dict(p)["temperature"] for p in mine] == [1.0]
+    mine = conversation_settings.presets_of(employee)
+    assert [conversation_settings.preset_as_dict(p)["temperature"] for p in mine] == [1.0]
     assert mine[0].name == "harbour"
     saved = AuditEvent.objects.filter(action="preset.saved").order_by("sequence")
     assert [e.details["replaced"] for e in saved] == [False, True, False]
     with pytest.raises(LookupError):
-        services.delete_preset(actor=other_employee, preset_id=first.pk)
-    services.delete_preset(actor=employee, preset_id=first.pk)
+        conversation_settings.delete_preset(actor=other_employee, preset_id=first.pk)
+    conversation_settings.delete_preset(actor=employee, preset_id=first.pk)
     assert not Preset.objects.filter(user=employee).exists()
     assert AuditEvent.objects.filter(action="preset.deleted").count() == 1
     assert "Zanzibar" not in every_stored_text()
@@ -119,8 +119,10 @@ def test_presets_are_saved_replaced_by_name_and_deleted_each_audited(employee, o
 
 def test_a_preset_needs_a_name(employee):
     for name in ("", "   ", None, "x" * 100):
-        with pytest.raises(services.SettingsInvalid) as refused:
-            services.save_preset(actor=employee, name=name, values=services.ChatSettings())
+        with pytest.raises(conversation_settings.SettingsInvalid) as refused:
+            conversation_settings.save_preset(
+                actor=employee, name=name, values=conversation_settings.ChatSettings()
+            )
         assert set(refused.value.errors) == {"name"}
     assert not Preset.objects.exists()
 
@@ -147,7 +149,9 @@ def test_the_settings_api_shows_errors_by_field_and_saves_good_values(employee_c
 
 
 def test_the_presets_api_lists_only_your_own(employee_client, employee, other_employee):
-    services.save_preset(actor=other_employee, name="Theirs", values=services.ChatSettings())
+    conversation_settings.save_preset(
+        actor=other_employee, name="Theirs", values=conversation_settings.ChatSettings()
+    )
 
     saved = employee_client.post(
         "/chat/api/presets",
