@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import may_chat
 from audit.log import record_probe
+from chat import conversation_search as chat_search
 from chat import conversation_settings as chat_settings
 from chat import search, services
 from chat.inference import registry
@@ -375,4 +376,4 @@ def conversation_search(request):
         query = search.Query.parse(body.get("q"))
     except search.QueryInvalid as invalid:
         return _error(400, "bad_request", str(invalid))
-    return JsonResponse(services.search(request.user, query))
+    return JsonResponse(chat_search.search(request.user, query))

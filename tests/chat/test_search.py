@@ -2,7 +2,7 @@
 
 import pytest
 
-from chat import search, services
+from chat import conversation_search, search, services
 from chat.models import Conversation, Message
 from tests.chat.test_storage import every_stored_text
 
@@ -18,7 +18,7 @@ def a_conversation(user, question, answer, title=None):
 
 
 def find(user, text):
-    return services.search(user, search.Query.parse(text))["results"]
+    return conversation_search.search(user, search.Query.parse(text))["results"]
 
 
 def test_a_word_only_in_an_answers_body_finds_that_answer(employee):
@@ -134,7 +134,7 @@ def test_the_search_api_takes_the_words_in_a_post_body(employee_client, employee
 
 
 def test_the_database_hands_out_only_the_rows_whose_filters_may_match(employee):
-    from chat.services import _search_candidates
+    from chat.conversation_search import _search_candidates
 
     turns = [
         a_conversation(employee, f"Question {n}", f"Answer number {n} of many.") for n in range(40)

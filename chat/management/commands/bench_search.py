@@ -26,7 +26,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
-from chat import search, services
+from chat import conversation_search, search, services
 from chat.models import Conversation, Message
 
 REPO = Path(__file__).resolve().parents[3]
@@ -188,7 +188,7 @@ class Command(BaseCommand):
             times, found = [], None
             for _ in range(repeat):
                 started = time.perf_counter()
-                found = services.search(user, query)
+                found = conversation_search.search(user, query)
                 json.dumps(found)
                 times.append(time.perf_counter() - started)
             figures["queries"][label] = {
