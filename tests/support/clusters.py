@@ -5,7 +5,6 @@ touched."""
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 import psycopg
 import redis
 
-from tests.support.server import free_port
+from tests.support.server import free_port, stop_process
 
 START_TIMEOUT_SECONDS = 30
 
@@ -67,13 +66,7 @@ class ThrowawayRedis:
         _wait_for(self.answers, f"redis-server on port {self.port}", log)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def _postgres_bin(name: str) -> str:

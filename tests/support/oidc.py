@@ -7,7 +7,6 @@ follows the authorisation request, returning where the provider sends the browse
 """
 
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.support.certificates import write_test_ca
-from tests.support.server import REPO, free_port
+from tests.support.server import REPO, free_port, stop_process
 
 CLIENT_ID = "private-chat"
 CLIENT_SECRET = "the chat's client secret at the test provider"
@@ -119,13 +118,7 @@ class ThrowawayProvider:
         raise AssertionError(f"The test OpenID Connect provider did not start:\n{log.read_text()}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     def sign_in_at_provider(self, username: str, authorize_url: str) -> str:
         """Sign ``username`` in at the provider and follow ``authorize_url``; returns the

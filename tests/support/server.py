@@ -20,6 +20,19 @@ REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_SECONDS = 60
 
 
+def stop_process(process: subprocess.Popen | None, *, timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL if ``process`` is still there after ``timeout`` seconds."""
+    if process is None:
+        return
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def manage(*args: str, env: dict[str, str], timeout: float = 180, stdin: str = "") -> str:
     """Run a management command to completion; raise with its output if it fails."""
     result = subprocess.run(
@@ -94,13 +107,7 @@ class ServedSite:
             conn.close()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, timeout=15)
 
     def json(self, path: str) -> tuple[int, dict]:
         status, _, body = self.request(path)

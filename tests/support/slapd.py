@@ -8,7 +8,6 @@ Active Directory's userAccountControl rule does there).
 """
 
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -16,7 +15,7 @@ import time
 from pathlib import Path
 
 from tests.support.certificates import write_test_ca
-from tests.support.server import free_port
+from tests.support.server import free_port, stop_process
 from tests.support.services import require_tool
 
 BASE_DN = "dc=corp,dc=example"
@@ -221,13 +220,7 @@ class ThrowawaySlapd:
         raise AssertionError(f"slapd did not start:\n{log.read_text()}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     def modify(self, ldif: str) -> None:
         """Change the directory as its administrator would (ldapmodify over LDAPS)."""
