@@ -203,16 +203,13 @@ class ChatConsumer(VerifiedSessionConsumer):
             citations=citations,
         )
 
-    async def _send_message(
-        self, frame: protocol.ChatSend | protocol.ChatRegenerate | protocol.ChatEdit
-    ) -> None:
+    def _begin_turn(self, frame) -> tuple[str, services.Turn, list]:
+        """Choose the model, check that a worker of it can take the message and that the
+        user may start another answer, retrieve document passages, and store the turn;
+        raises ProtocolError for each refusal, before anything is stored."""
         client_id = frame.client_id
-        model = await self._model_for(frame)
-        listed = [
-            worker
-            for worker in await sync_to_async(registry.live_workers)()
-            if worker.get("model") == model
-        ]
+        model = self._model_for(frame)
+        listed = [worker for worker in registry.live_workers() if worker.get("model") == model]
         workers = [w for w in listed if w.get("state") == "ready"]
         if not workers:
             raise _not_ready(
@@ -228,7 +225,7 @@ class ChatConsumer(VerifiedSessionConsumer):
                 "sent; try again in a moment, or pick another model.",
                 client_id,
             )
-        running = await database_sync_to_async(self._running_generations)()
+        running = self._running_generations()
         if running >= settings.CHAT_MAX_GENERATIONS_PER_USER:
             raise protocol.ProtocolError(
                 protocol.TOO_MANY_GENERATIONS,
@@ -236,21 +233,18 @@ class ChatConsumer(VerifiedSessionConsumer):
                 "or stop it.",
                 client_id,
             )
-        try:
-            citations = []
-            if isinstance(frame, protocol.ChatSend):
-                citations = await database_sync_to_async(retrieval.retrieve)(
-                    self.user,
-                    frame.content,
-                    frame.sources,
-                    max_chars=settings.RETRIEVAL_MAX_CHARS,
+        citations = []
+        if isinstance(frame, protocol.ChatSend):
+            try:
+                citations = retrieval.retrieve(
+                    self.user, frame.content, frame.sources, max_chars=settings.RETRIEVAL_MAX_CHARS
                 )
-        except retrieval.SourcesRefused as refused:
-            raise protocol.ProtocolError(
-                protocol.SOURCE_NOT_FOUND, str(refused), client_id
-            ) from None
+            except retrieval.SourcesRefused as refused:
+                raise protocol.ProtocolError(
+                    protocol.SOURCE_NOT_FOUND, str(refused), client_id
+                ) from None
         try:
-            turn = await database_sync_to_async(self._start_turn)(frame, model, citations)
+            turn = self._start_turn(frame, model, citations)
         except services.MessageNotFound:
             raise protocol.ProtocolError(
                 protocol.NOT_FOUND,
@@ -260,7 +254,7 @@ class ChatConsumer(VerifiedSessionConsumer):
                 client_id,
             ) from None
         except services.ConversationNotFound:
-            await database_sync_to_async(self._record_not_found)(frame.conversation)
+            self._record_not_found(frame.conversation)
             raise protocol.ProtocolError(
                 protocol.NOT_FOUND, "That conversation does not exist.", client_id
             ) from None
@@ -270,6 +264,15 @@ class ChatConsumer(VerifiedSessionConsumer):
                 "An answer is still being written in this conversation; wait or stop it.",
                 client_id,
             ) from None
+        return model, turn, citations
+
+    async def _send_message(
+        self, frame: protocol.ChatSend | protocol.ChatRegenerate | protocol.ChatEdit
+    ) -> None:
+        client_id = frame.client_id
+        # Everything before the request goes to a worker, in one call on the database
+        # thread: each hop there and back adds to the time to the first token.
+        model, turn, citations = await database_sync_to_async(self._begin_turn)(frame)
         request_id = uuid.uuid4().hex
         stream = Stream(
             request_id=request_id,
@@ -314,15 +317,13 @@ class ChatConsumer(VerifiedSessionConsumer):
                 protocol.chat_done(message=stream.message_id, finish_reason="error")
             )
 
-    async def _model_for(self, frame) -> str:
+    def _model_for(self, frame) -> str:
         """The model this message goes to (the picker's, the conversation's, the default);
         a new version or an edited question stays with the conversation's model."""
         try:
-            return await database_sync_to_async(services.model_of)(
-                self.user, frame.conversation, getattr(frame, "model", None)
-            )
+            return services.model_of(self.user, frame.conversation, getattr(frame, "model", None))
         except services.ConversationNotFound:
-            await database_sync_to_async(self._record_not_found)(frame.conversation)
+            self._record_not_found(frame.conversation)
             raise protocol.ProtocolError(
                 protocol.NOT_FOUND, "That conversation does not exist.", frame.client_id
             ) from None

@@ -238,6 +238,12 @@ def history(conversation: Conversation, *, before: Message | None = None) -> lis
     messages = thread(conversation)
     if before is not None:
         messages = messages[: [m.pk for m in messages].index(before.pk)]
+    return _as_history(conversation, messages)
+
+
+def _as_history(conversation: Conversation, messages: list[Message]) -> list[dict]:
+    """``messages`` (a thread, oldest first) as the engine takes them, after the
+    conversation's instructions."""
     turns = [
         {"role": message.role, "content": message.content}
         for message in messages
@@ -392,12 +398,12 @@ def start_turn(
         record(
             "conversation.created", actor=actor, scope=scope, target=conversation, model=model_name
         )
-        parent_id = None
+        shown = []
     else:
         conversation = _locked(actor, conversation_id)
         _remember_model(conversation, model_name)
         shown = thread(conversation)
-        parent_id = shown[-1].pk if shown else None
+    parent_id = shown[-1].pk if shown else None
     question, answer = _ask(
         conversation, parent_id=parent_id, content=content, model_name=model_name
     )
@@ -410,7 +416,8 @@ def start_turn(
         message_id=str(question.pk),
         model=model_name,
     )
-    turns = history(conversation)
+    # The thread read above, now ending in the question (the conversation is locked).
+    turns = _as_history(conversation, [*shown, question])
     if citations:
         AnswerSources.objects.create(answer=answer, citations=json.dumps(citations))
         record(

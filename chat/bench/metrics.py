@@ -95,6 +95,20 @@ def summarise(streams: list[Stream]) -> dict:
     }
 
 
+def summarise_rounds(rounds: list[list[Stream]]) -> dict:
+    """A level measured in several rounds: latency percentiles over every stream of every
+    round; tokens/s (per stream and aggregate) the median of the rounds' own, so that one
+    round disturbed by something else on the machine does not decide the figure."""
+    summary = summarise([stream for streams in rounds for stream in streams])
+    per_round = [summarise(streams) for streams in rounds]
+    for key in ("stream_tps", "aggregate_tps"):
+        values = [r[key] for r in per_round if r[key] is not None]
+        median = percentile(values, 0.5)
+        summary[key] = round(median, 2) if median is not None else None
+    summary["rounds"] = len(rounds)
+    return summary
+
+
 def peak_rss_mb(pid: int | str = "self") -> float | None:
     """Peak resident memory (VmHWM) of a process, in MiB; None where /proc has no answer."""
     try:

@@ -273,6 +273,38 @@ async def _ask(socket, content: str, tokens: int, index: int) -> Stream:
             return stream
 
 
+@contextlib.contextmanager
+def open_site(
+    profile: str,
+    *,
+    run_dir: Path,
+    model_dir: Path,
+    users: int,
+    postgres_url: str = "",
+    redis_url: str = "",
+    say=print,
+    worker_args: tuple[str, ...] = (),
+) -> Iterator[tuple["Site", list[str]]]:
+    """A started site of ``profile`` with ``users`` people signed in and one short answer
+    asked for (the warm-up); yields it with their session cookies, stops it afterwards."""
+    with contextlib.ExitStack() as stack:
+        extra = {}
+        if profile in ("production", "upstream"):
+            database_url = stack.enter_context(throwaway_database(postgres_url))
+            extra = {"DATABASE_URL": database_url, "REDIS_URL": redis_url}
+        site = Site(run_dir / profile, model_dir, extra)
+        names = [f"bench{index:02d}" for index in range(users)]
+        say(f"  {profile}: preparing {site.var_dir} ({len(names)} users)")
+        site.prepare(names)
+        stack.callback(site.stop)
+        say(f"  {profile}: starting on https://localhost:{site.port}/")
+        site.start(separate_worker=profile != "embedded", worker_args=worker_args)
+        cookies = [site.sign_in(name) for name in names]
+        say(f"  {profile}: {len(cookies)} users signed in; warming up")
+        asyncio.run(site.ask_together(cookies[:1], 4))
+        yield site, cookies
+
+
 def run_profile(
     profile: str,
     *,
@@ -288,21 +320,16 @@ def run_profile(
 ) -> dict:
     """One profile's end-to-end results: a summary per concurrency level, filled into
     ``results`` level by level (so an interrupted run keeps the levels it finished)."""
-    with contextlib.ExitStack() as stack:
-        extra = {}
-        if profile in ("production", "upstream"):
-            database_url = stack.enter_context(throwaway_database(postgres_url))
-            extra = {"DATABASE_URL": database_url, "REDIS_URL": redis_url}
-        site = Site(run_dir / profile, model_dir, extra)
-        users = [f"bench{index:02d}" for index in range(max(levels))]
-        say(f"  {profile}: preparing {site.var_dir} ({len(users)} users)")
-        site.prepare(users)
-        stack.callback(site.stop)
-        say(f"  {profile}: starting on https://localhost:{site.port}/")
-        site.start(separate_worker=profile != "embedded", worker_args=worker_args)
-        cookies = [site.sign_in(user) for user in users]
-        say(f"  {profile}: {len(cookies)} users signed in; warming up")
-        asyncio.run(site.ask_together(cookies[:1], 4))
+    with open_site(
+        profile,
+        run_dir=run_dir,
+        model_dir=model_dir,
+        users=max(levels),
+        postgres_url=postgres_url,
+        redis_url=redis_url,
+        say=say,
+        worker_args=worker_args,
+    ) as (site, cookies):
         results = {} if results is None else results
         results.setdefault("levels", {})
         for count in levels:

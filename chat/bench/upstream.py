@@ -1,7 +1,8 @@
 """The upstream path's yardstick: N clients streaming straight from an OpenAI-compatible
 engine, with the same prompts, system prompt and answer length as the web path's users, so
 that `bench_chat --upstream` can set the web path (daphne, Redis, an upstream worker) beside
-what the engine gives a direct client."""
+what the engine gives a direct client. The two paths take turns, round after round, so that
+whatever else the machine is doing weighs on both alike."""
 
 import asyncio
 import json
@@ -10,7 +11,7 @@ import time
 import httpx
 
 from chat.bench.local import prompt_for
-from chat.bench.metrics import Stream, summarise
+from chat.bench.metrics import Stream, summarise_rounds
 from chat.inference.upstream import api_base
 
 LEVEL_TIMEOUT = 900
@@ -54,11 +55,10 @@ async def _ask(client: httpx.AsyncClient, base: str, model: str, system: str, in
     return stream
 
 
-def run_direct(url: str, model: str, system: str, levels: list[int], tokens: int, say=print):
-    """Per concurrency level, N clients asking at once straight from the engine."""
-    base = api_base(url)
+def direct_level(base: str, model: str, system: str, count: int, tokens: int) -> list[Stream]:
+    """``count`` clients asking at once straight from the engine at ``base`` (…/v1)."""
 
-    async def level(count: int) -> list[Stream]:
+    async def level() -> list[Stream]:
         async with httpx.AsyncClient(timeout=httpx.Timeout(120.0)) as client:
             return await asyncio.wait_for(
                 asyncio.gather(
@@ -67,13 +67,41 @@ def run_direct(url: str, model: str, system: str, levels: list[int], tokens: int
                 LEVEL_TIMEOUT,
             )
 
-    asyncio.run(level(1))  # warm-up: the engine's first request loads its caches
-    results = {"levels": {}}
+    return asyncio.run(level())
+
+
+def compare(
+    url: str,
+    model: str,
+    system: str,
+    web_level,
+    levels: list[int],
+    tokens: int,
+    rounds: int,
+    say=print,
+) -> tuple[dict, dict]:
+    """The direct client and the web path side by side: per concurrency level, ``rounds``
+    rounds of the same N questions, straight from the engine and then through the chat
+    (``web_level(count)`` returns the streams of N users asking at once), one after the
+    other, so both paths meet the same conditions on the machine. Returns both results."""
+    base = api_base(url)
+    direct_level(base, model, system, 1, 4)  # warm-up: the engine's first request loads caches
+    direct: dict = {"levels": {}}
+    web: dict = {"levels": {}}
     for count in levels:
-        summary = summarise(asyncio.run(level(count)))
-        results["levels"][str(count)] = summary
-        say(
-            f"  upstream direct: {count} clients, {summary['aggregate_tps']} tok/s aggregate, "
-            f"{summary['completed']}/{count} completed"
-        )
-    return results
+        direct_rounds, web_rounds = [], []
+        for _ in range(rounds):
+            direct_rounds.append(direct_level(base, model, system, count, tokens))
+            web_rounds.append(web_level(count))
+        for name, results, measured in (
+            ("upstream direct", direct, direct_rounds),
+            ("upstream", web, web_rounds),
+        ):
+            summary = summarise_rounds(measured)
+            results["levels"][str(count)] = summary
+            say(
+                f"  {name}: {count} at once, {rounds} rounds, median "
+                f"{summary['aggregate_tps']} tok/s aggregate, "
+                f"{summary['completed']}/{summary['streams']} completed"
+            )
+    return direct, web

@@ -409,12 +409,23 @@ class UpstreamWorker(InferenceWorker):
                 request_id, reply_to, messages.FAILED, f"{type(exc).__name__}: {exc}"
             )
             return
-        generation = await self._start_generation(request_id, reply_to, message["message_id"])
-        self._sending[request_id] = asyncio.Lock()
-        task = asyncio.create_task(
-            self._stream(generation, prompt, params), name=f"upstream {request_id}"
-        )
-        self.scheduler.tasks[request_id] = task
+        generation = self._note_generation(request_id, reply_to, message["message_id"])
+        # The request goes to the engine first; the answer is noted and announced while the
+        # engine reads the prompt. Its text and its end wait on the lock, so they reach the
+        # asker after inference.started.
+        sending = self._sending[request_id] = asyncio.Lock()
+        await sending.acquire()
+        try:
+            task = asyncio.create_task(
+                self._stream(generation, prompt, params), name=f"upstream {request_id}"
+            )
+            self.scheduler.tasks[request_id] = task
+            # Lets the task start (and send the request) before anything else runs: from its
+            # first await on, a Stop cancels it inside _stream, which ends the answer.
+            await asyncio.sleep(0)
+            await self._announce(generation)
+        finally:
+            sending.release()
 
     async def _stream(self, generation: Generation, prompt: list[dict], params) -> None:
         usage: dict = {}

@@ -283,8 +283,19 @@ class InferenceWorker:
 
     async def _start_generation(self, request_id: str, reply_to: str, message_id: str):
         """Note a taken request and tell its asker (``inference.started``)."""
+        generation = self._note_generation(request_id, reply_to, message_id)
+        await self._announce(generation)
+        return generation
+
+    def _note_generation(self, request_id: str, reply_to: str, message_id: str) -> Generation:
         generation = Generation(request_id, reply_to, message_id, time.monotonic())
         self.generations[request_id] = generation
+        return generation
+
+    async def _announce(self, generation: Generation) -> None:
+        """Note the answer in the cache (for a Stop from another tab) and send
+        ``inference.started``."""
+        request_id, reply_to = generation.request_id, generation.reply_to
         try:
             # Lets a Stop from another tab find this worker; without it, only this tab can.
             if generation.message_id:
@@ -301,7 +312,6 @@ class InferenceWorker:
             reply_to,
             messages.started(request_id=request_id, worker=self.channel, model=self.model_name),
         )
-        return generation
 
     # --- decoding -------------------------------------------------------------------------
 

@@ -45,3 +45,24 @@ def test_the_upstream_targets_are_ratios_to_the_direct_client():
     assert checks["upstream: TTFT added to the direct client's, ms"]["ratio"] == 15.0
     assert checks["upstream: TTFT added to the direct client's, ms"]["met"] is True
     assert checks["upstream: 8 users, answers completed / asked"]["met"] is False
+
+
+def test_rounds_report_the_median_rate_and_every_stream_latency():
+    from chat.bench.metrics import Stream, summarise_rounds
+
+    def stream(start, first, end, tokens=10):
+        s = Stream(start=start, tokens=tokens, end=end)
+        s.add(first, 1)
+        s.add(end, 2)
+        return s
+
+    # Three rounds of one stream: 10 tokens in 0.1 s, 0.2 s, and 1 s (a disturbed round).
+    rounds = [[stream(0, 0.01, 0.1)], [stream(0, 0.02, 0.2)], [stream(0, 0.5, 1.0)]]
+
+    summary = summarise_rounds(rounds)
+
+    assert summary["rounds"] == 3
+    assert summary["streams"] == summary["completed"] == 3
+    assert summary["stream_tps"] == 50.0  # the median round, not the mean (53.3)
+    assert summary["aggregate_tps"] == 50.0
+    assert summary["ttft_p50_ms"] == 20.0

@@ -76,6 +76,20 @@ def test_database_url_selects_postgresql_and_keeps_its_sslmode(var_dir):
     assert database["OPTIONS"]["sslrootcert"] == "/etc/chat/db-ca.pem"
 
 
+def test_postgresql_connections_are_pooled_per_process_unless_turned_off(var_dir):
+    url = "postgresql://chat:pw@db.corp.example:5432/chat"
+
+    pooled = _loaded(var_dir, DATABASE_URL=url)["DATABASES"]["default"]
+    unpooled = _loaded(var_dir, DATABASE_URL=url, DATABASE_POOL_SIZE="0")["DATABASES"]["default"]
+    larger = _loaded(var_dir, DATABASE_URL=url, DATABASE_POOL_SIZE="40")["DATABASES"]["default"]
+
+    assert pooled["OPTIONS"]["pool"]["max_size"] == 10
+    assert pooled["CONN_MAX_AGE"] == 0  # Django's pool needs it; the pool keeps them open
+    assert pooled["CONN_HEALTH_CHECKS"] is True  # each connection is checked as handed out
+    assert "pool" not in unpooled["OPTIONS"]
+    assert larger["OPTIONS"]["pool"]["max_size"] == 40
+
+
 def test_redis_url_selects_an_encrypted_redis_channel_layer_and_accepts_tls(var_dir):
     loaded = _loaded(var_dir, REDIS_URL="rediss://redis.corp.example:6380/2")
 

@@ -3,6 +3,7 @@ profiles, in one run; prints a table, writes JSON and a PNG under --output (var/
 See docs/performance.md."""
 
 import argparse
+import asyncio
 import json
 import shutil
 import signal
@@ -16,7 +17,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from chat.bench import report
-from chat.bench.metrics import cpu_count
+from chat.bench.metrics import cpu_count, peak_rss_mb
 
 QUICK_TOKENS = 8
 PHASE_TIMEOUT = 1800
@@ -71,6 +72,13 @@ class Command(BaseCommand):
         parser.add_argument("--upstream-model", default="", help="the model's name there")
         parser.add_argument(
             "--upstream-context", type=int, default=0, help="its context, where not reported"
+        )
+        parser.add_argument(
+            "--rounds",
+            type=int,
+            default=5,
+            help="with --upstream: rounds per level, direct and web path in turn; tokens/s "
+            "are the rounds' median",
         )
         # Internal: the in-process phases run in a child process each (own peak memory).
         parser.add_argument("--phase", choices=["baseline", "engine"], help=argparse.SUPPRESS)
@@ -182,24 +190,14 @@ class Command(BaseCommand):
             )
 
     def _upstream(self, results, options, levels, tokens, run_dir) -> None:
-        from chat.bench.site import run_profile, services_answer
-        from chat.bench.upstream import run_direct
+        from chat.bench.site import open_site, services_answer
+        from chat.bench.upstream import compare
 
         if not options["upstream_model"]:
             raise CommandError("--upstream needs --upstream-model, the model's name there.")
         missing = services_answer(options["postgres_url"], options["redis_url"])
         if missing:
             raise CommandError(f"The upstream path runs in the production profile: {missing}")
-        self._say(f"Upstream direct: N clients streaming from {options['upstream']}")
-        results["upstream_direct"] = run_direct(
-            options["upstream"],
-            options["upstream_model"],
-            settings.LLM_SYSTEM_PROMPT,
-            levels,
-            tokens,
-            say=self._say,
-        )
-        self._say("End to end through an upstream worker: N users, one TLS websocket each")
         worker_args = [
             "--upstream",
             options["upstream"],
@@ -208,19 +206,34 @@ class Command(BaseCommand):
         ]
         if options["upstream_context"]:
             worker_args += ["--upstream-context", str(options["upstream_context"])]
-        results["upstream"] = {"levels": {}}
-        run_profile(
+        rounds = options["rounds"]
+        results["meta"]["rounds"] = rounds
+        self._say(
+            f"Upstream {options['upstream']}: N clients straight to it, then N users through "
+            f"an upstream worker (one TLS websocket each), {rounds} rounds in turn"
+        )
+        with open_site(
             "upstream",
             run_dir=run_dir,
             model_dir=Path(settings.LLM_MODEL).resolve(),
-            levels=levels,
-            tokens=tokens,
+            users=max(levels),
             postgres_url=options["postgres_url"],
             redis_url=options["redis_url"],
             say=self._say,
-            results=results["upstream"],
             worker_args=tuple(worker_args),
-        )
+        ) as (site, cookies):
+            results["upstream_direct"], results["upstream"] = compare(
+                options["upstream"],
+                options["upstream_model"],
+                settings.LLM_SYSTEM_PROMPT,
+                lambda count: asyncio.run(site.ask_together(cookies[:count], tokens)),
+                levels,
+                tokens,
+                rounds,
+                say=self._say,
+            )
+            for summary in results["upstream"]["levels"].values():
+                summary["peak_rss_mb"] = peak_rss_mb(site.worker_pid)
 
     def _phase(self, name: str, levels: list[int], tokens: int, run_dir: Path) -> dict:
         target = run_dir / f"{name}.json"
