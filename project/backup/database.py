@@ -227,7 +227,7 @@ def restore_postgres(dump: Path, archive: Archive) -> str:
     tool, major = postgres_tool("pg_restore", server_major(), at_least=written_by)
     dsn, password = _libpq_connection()
     # pg_restore drops and recreates the tables; this process must not hold them open.
-    connection.close()
+    _close_own_connections()
     with _libpq_environment(password) as environment:
         _run_tool(
             [
@@ -250,10 +250,25 @@ def restore_postgres(dump: Path, archive: Archive) -> str:
     return f"pg_restore {major} ({tool})"
 
 
+def _close_own_connections() -> None:
+    """Close this process's connection, and its connection pool where it has one (a pooled
+    connection that is closed only goes back to the pool, still open)."""
+    connection.close()
+    if getattr(connection, "pool", None) is not None:
+        connection.close_pool()
+
+
 def refuse_other_connections() -> None:
     """A server still connected would write into the tables being replaced, or hold a lock
-    that pg_restore would wait on without limit (the dump sets lock_timeout to 0)."""
-    with connection.cursor() as cursor:
+    that pg_restore would wait on without limit (the dump sets lock_timeout to 0).
+
+    Counted from a connection of its own, outside the pool, once this process's pool is
+    closed: the pool's own idle connections are not others."""
+    import psycopg
+
+    _close_own_connections()
+    parameters = connection.get_connection_params()
+    with psycopg.connect(**parameters) as own, own.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
             "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
