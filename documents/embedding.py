@@ -171,13 +171,14 @@ def previous() -> EmbeddingModel | None:
         return None
 
 
-def model_for(identity: str) -> EmbeddingModel | None:
-    """The loadable model that made an index recorded as ``identity``; None if neither the
-    current nor the previous model did."""
-    for model in (current(), previous()):
-        if model is not None and model.made(identity):
-            return model
-    return None
+def searchable() -> list[EmbeddingModel]:
+    """The models a question may be embedded by: the current one, then the previous one."""
+    return [model for model in (current(), previous()) if model is not None]
+
+
+def model_for(identity: str, models: list[EmbeddingModel]) -> EmbeddingModel | None:
+    """Which of ``models`` made an index recorded as ``identity``; None if none did."""
+    return next((model for model in models if model.made(identity)), None)
 
 
 def _device() -> str:

@@ -102,7 +102,7 @@ def claim(worker: str) -> Document | None:
             _fail(candidate, INTERRUPTED, expected_lease=candidate.lease_until)
             continue
         if candidate.status == Document.Status.READY:
-            changes = {"lease_until": _lease(), "attempts": 1}
+            changes = {"lease_until": _lease(), "attempts": 1, "progress": 0}
         else:
             changes = {
                 "lease_until": _lease(),

@@ -19,7 +19,7 @@ from django.db.models import Q
 
 from chat.retrieval import Sources, SourcesRefused
 from core.labels import one_line_label
-from documents.embedding import embed_texts, model_for
+from documents.embedding import embed_texts, model_for, searchable
 from documents.models import Chunk, Document
 from documents.services import readable_collections, readable_documents
 from documents.vectors import matrix_of
@@ -65,9 +65,9 @@ class DocumentSearch:
         }
         if not documents:
             return []
-        by_model, missing = {}, []
+        models, by_model, missing = searchable(), {}, []
         for document in documents.values():
-            model = model_for(document.embedding_model)
+            model = model_for(document.embedding_model, models)
             if model is None:
                 missing.append(document)
             else:

@@ -126,6 +126,9 @@ def as_dict(document: Document) -> dict:
         label = f"indexing {document.progress}%"
     elif status == Document.Status.FAILED:
         label = f"failed: {document.failure_reason}"
+    elif document.lease_until is not None:
+        # Indexed again for a new embedding model; its old index answers meanwhile.
+        label = f"ready (indexing again {document.progress}%)"
     else:
         label = status
     return {

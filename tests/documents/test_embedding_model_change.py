@@ -133,6 +133,7 @@ def test_questions_are_answered_from_the_old_index_until_the_new_one_is_complete
         # Scored with A's stored vectors and the question embedded by A, not B.
         assert citations[0]["score"] == _best_score(model_a, document, identity_a)
         seen_midway.append(Chunk.objects.filter(embedding_model=identity_b).count())
+        assert services.as_dict(document)["status_label"].startswith("ready (indexing again ")
         return False
 
     indexing.index(claimed, stop_requested=midway)
@@ -140,6 +141,7 @@ def test_questions_are_answered_from_the_old_index_until_the_new_one_is_complete
     assert seen_midway == [1, 2, 3]
     document = Document.objects.get(pk=handbook.pk)
     assert (document.status, document.embedding_model) == ("ready", identity_b)
+    assert services.as_dict(document)["status_label"] == "ready"
     assert _identities(document) == {identity_b}
     assert Chunk.objects.filter(document=document).count() == len(PAGES)
     # A's decrypted vectors are gone from the cache with A's passages.
