@@ -49,6 +49,9 @@ from documents.models import Chunk, Document, DocumentFile
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
+# A ready document whose indexing again for a new embedding model failed keeps its old index
+# and is tried again this much later, not in a loop: what failed now rarely works a minute on.
+RETRY_OUTDATED_AFTER = datetime.timedelta(days=1)
 # Passages embedded and written per transaction: a few forward passes, a few seconds of work
 # that a stopped worker loses at most.
 WRITE_EVERY = BATCH_SIZE * 4
@@ -141,7 +144,7 @@ def _fail(document: Document, reason: str, *, expected_lease) -> None:
         # Indexing again for a new embedding model failed: the document keeps its old index.
         with transaction.atomic():
             if Document.objects.filter(pk=document.pk, lease_until=expected_lease).update(
-                lease_until=None
+                lease_until=timezone.now() + RETRY_OUTDATED_AFTER, progress=100
             ):
                 _drop_unused_passages(document)
         logger.warning("indexing %s again failed: %s", document.pk, reason)

@@ -126,7 +126,7 @@ def as_dict(document: Document) -> dict:
         label = f"indexing {document.progress}%"
     elif status == Document.Status.FAILED:
         label = f"failed: {document.failure_reason}"
-    elif document.lease_until is not None:
+    elif document.lease_until is not None and document.progress < 100:
         # Indexed again for a new embedding model; its old index answers meanwhile.
         label = f"ready (indexing again {document.progress}%)"
     else:

@@ -2,15 +2,14 @@
 old index, and questions are answered from the old index (embedded by the old model) until
 the new one is complete; then the old passages and their cached vectors are gone.
 
-Model A is the packaged all-MiniLM-L6-v2; model B is a copy with altered weights, made here
-offline (nothing is downloaded)."""
+Model A is the packaged all-MiniLM-L6-v2; model B is a copy with altered weights, made
+offline by the test (tests/support/embedding_models.py; nothing is downloaded)."""
 
 import datetime
 import logging
 import shutil
 
 import pytest
-import torch
 
 from audit.models import AuditEvent
 from chat.retrieval import Sources, SourcesRefused
@@ -20,6 +19,7 @@ from documents.models import Chunk, Document, document_key
 from documents.search import DocumentSearch
 from tests.documents import files
 from tests.documents.test_erasure import dump
+from tests.support.embedding_models import make_retuned_model
 
 pytestmark = pytest.mark.django_db
 
@@ -35,19 +35,7 @@ QUESTION = "Where is the emergency assembly point?"
 
 @pytest.fixture(scope="module")
 def model_b(tmp_path_factory):
-    """A copy of the packaged model whose encoder weights are moved by small noise: a model
-    of its own (other vectors, another fingerprint) that still reads English."""
-    from transformers import AutoModel
-
-    directory = tmp_path_factory.mktemp("models") / "minilm-retuned"
-    shutil.copytree(embedding.packaged_dir(), directory)
-    encoder = AutoModel.from_pretrained(directory, local_files_only=True)
-    generator = torch.Generator().manual_seed(7)
-    with torch.no_grad():
-        for parameter in encoder.encoder.parameters():
-            parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.01)
-    encoder.save_pretrained(directory)
-    return directory
+    return make_retuned_model(tmp_path_factory.mktemp("models") / "minilm-retuned")
 
 
 @pytest.fixture
@@ -272,3 +260,20 @@ def test_deleting_a_document_half_way_through_its_reindexing_leaves_nothing(
     left = [v for values in dump().values() for v in values]
     assert not set(written) & set(left)
     assert not any(FACT in str(v) for v in left)
+
+
+def test_a_reindexing_that_fails_keeps_the_old_index_and_is_not_retried_at_once(
+    employee, handbook, model_b, settings
+):
+    identity_a = handbook.embedding_model
+    # As in a database restored from a backup older than the document's deletion.
+    datakeys.destroy(document_key(employee.pk, handbook.pk))
+    settings.EMBEDDING_MODEL_DIR = model_b
+
+    assert indexing.run_pending() == 1
+
+    document = Document.objects.get(pk=handbook.pk)
+    assert (document.status, document.embedding_model) == ("ready", identity_a)
+    assert services.as_dict(document)["status_label"] == "ready"
+    assert _identities(document) == {identity_a}
+    assert indexing.claim("worker") is None
