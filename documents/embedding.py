@@ -107,12 +107,18 @@ def _fingerprint(directory: Path) -> str:
 _packaged_fingerprint: str | None = None
 
 
-def _packaged_print() -> str:
-    """The packaged model's fingerprint: a copy of it elsewhere keeps the packaged name."""
+def _is_packaged(directory: Path, fingerprint: str) -> bool:
+    """Whether ``directory`` is the packaged model or a copy of it (which keeps its name)."""
     global _packaged_fingerprint
+    try:
+        packaged = packaged_dir().resolve()
+    except ImproperlyConfigured:
+        return False  # not installed: EMBEDDING_MODEL_DIR names another model
+    if directory == packaged:
+        return True
     if _packaged_fingerprint is None:
-        _packaged_fingerprint = _fingerprint(packaged_dir())
-    return _packaged_fingerprint
+        _packaged_fingerprint = _fingerprint(packaged)
+    return fingerprint == _packaged_fingerprint
 
 
 _described: dict[tuple, EmbeddingModel] = {}
@@ -144,7 +150,7 @@ def describe(directory: Path, *, setting: str) -> EmbeddingModel:
                     json.loads(sbert.read_text(encoding="utf-8")).get("max_seq_length", MAX_TOKENS)
                 )
             fingerprint = _fingerprint(directory)
-            packaged = directory == packaged_dir().resolve() or fingerprint == _packaged_print()
+            packaged = _is_packaged(directory, fingerprint)
             _described[key] = EmbeddingModel(
                 directory=directory,
                 name=PACKAGED_MODEL_NAME if packaged else directory.name,
