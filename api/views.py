@@ -46,7 +46,7 @@ async def models(request):
     if refused := _only("GET", request):
         return refused
     names = await sync_to_async(model_access.models_for)(request.user)
-    names.append(embedding.EMBEDDING_MODEL_NAME)
+    names.append(embedding.current().name)
     return JsonResponse({"object": "list", "data": [_model_object(name) for name in names]})
 
 
@@ -54,7 +54,7 @@ async def models(request):
 async def model(request, name):
     if refused := _only("GET", request):
         return refused
-    usable = name == embedding.EMBEDDING_MODEL_NAME
+    usable = name == embedding.current().name
     if not usable and not await sync_to_async(model_access.may_use_model)(request.user, name):
         raise not_found(f"There is no model {name!r} you may use.", "model", "model_not_found")
     return JsonResponse(_model_object(name))
@@ -278,10 +278,9 @@ MAX_EMBEDDING_INPUTS = 256
 def _embedding_inputs(body) -> list[str]:
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object.")
-    if body.get("model") != embedding.EMBEDDING_MODEL_NAME:
+    if body.get("model") != embedding.current().name:
         raise not_found(
-            f"There is no embedding model {body.get('model')!r}; use "
-            f"{embedding.EMBEDDING_MODEL_NAME!r}.",
+            f"There is no embedding model {body.get('model')!r}; use {embedding.current().name!r}.",
             "model",
             "model_not_found",
         )
@@ -296,9 +295,9 @@ def _embedding_inputs(body) -> list[str]:
             f"Each input must hold 1 to {settings.CHAT_MAX_MESSAGE_CHARS} characters.", "input"
         )
     dimensions = body.get("dimensions")
-    if dimensions is not None and dimensions != embedding.EMBEDDING_DIMENSIONS:
+    if dimensions is not None and dimensions != embedding.current().dimensions:
         raise bad_request(
-            f"This model's vectors have {embedding.EMBEDDING_DIMENSIONS} dimensions.",
+            f"This model's vectors have {embedding.current().dimensions} dimensions.",
             "dimensions",
         )
     if body.get("encoding_format") not in (None, "float", "base64"):
@@ -329,7 +328,7 @@ async def embeddings(request):
     await sync_to_async(services.record_call)(
         token=request.api_token,
         endpoint="embeddings",
-        model_name=embedding.EMBEDDING_MODEL_NAME,
+        model_name=embedding.current().name,
         prompt_tokens=tokens,
         duration_ms=round((time.monotonic() - started) * 1000),
         request=request,
@@ -342,7 +341,7 @@ async def embeddings(request):
                 {"object": "embedding", "index": i, "embedding": _encoded(v, encoding_format)}
                 for i, v in enumerate(vectors)
             ],
-            "model": embedding.EMBEDDING_MODEL_NAME,
+            "model": embedding.current().name,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
     )

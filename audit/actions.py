@@ -138,7 +138,11 @@ CATALOGUE: dict[str, Action] = {
         Action("generation.cancelled", "chat", "as generation.done"),
         Action("generation.failed", "chat", "as generation.done; the reason where known"),
         Action("document.uploaded", "documents", "type, size, collection id"),
-        Action("document.indexed", "documents", "passages, pages, embedding model"),
+        Action(
+            "document.indexed",
+            "documents",
+            "passages, pages, embedding model (and the previous one when indexed again)",
+        ),
         Action("document.failed", "documents", "type, the reason shown to the owner"),
         Action("document.deleted", "documents", "passages removed"),
         Action("document.not_found", "security", "someone else's or a made-up document id"),

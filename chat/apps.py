@@ -18,6 +18,7 @@ class ChatConfig(AppConfig):
         from chat.services import (
             destroy_conversation_key,
             erase_conversations_of,
+            erased_conversation_counts,
             forget_erased_conversation,
         )
         from chat.supervision_views import account_section
@@ -30,6 +31,7 @@ class ChatConfig(AppConfig):
             destroy_conversation_key, sender=Conversation, dispatch_uid="chat.destroy_key"
         )
         datakeys.register_scope_eraser(datakeys.CONVERSATION_SCOPE, forget_erased_conversation)
+        datakeys.register_erased_counter(erased_conversation_counts)
         personal_data.register(
             "conversations",
             "every conversation, as JSON and as Markdown",

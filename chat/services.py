@@ -648,6 +648,16 @@ def forget_erased_conversation(user_id: int, conversation_id: str) -> int:
     return 1
 
 
+def erased_conversation_counts() -> dict[str, dict[int, int]]:
+    """Conversations whose data key is not in the key store, by user: what reads as erased in
+    a restored database. Registered with core.datakeys for the restore's erasure check."""
+    erased: dict[int, int] = {}
+    for user_id, conversation_id in Conversation.objects.values_list("user_id", "pk").iterator():
+        if not datakeys.exists(datakeys.conversation_key(user_id, conversation_id)):
+            erased[user_id] = erased.get(user_id, 0) + 1
+    return {"conversations": erased}
+
+
 def erase_conversations_of(*, sender, user, actor, **kwargs) -> dict[str, int]:
     """``accounts.signals.user_erasing``: delete the user's conversations (their data keys go
     with the user's, destroyed by accounts.erasure)."""

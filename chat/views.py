@@ -75,6 +75,7 @@ def chat_page(request):
             "max_instructions_chars": chat_settings.INSTRUCTIONS_MAX,
             "max_temperature": MAX_TEMPERATURE,
             "max_answer_tokens": settings.LLM_MAX_NEW_TOKENS,
+            "max_document_bytes": settings.DOCUMENTS_MAX_FILE_BYTES,
         },
     )
 

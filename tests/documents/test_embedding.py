@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from documents.embedding import EMBEDDING_DIMENSIONS, EMBEDDING_MODEL_NAME, embed_texts
+from documents.embedding import EMBEDDING_DIMENSIONS, PACKAGED_MODEL_NAME, current, embed_texts
 
 
 def test_it_returns_one_unit_float32_vector_per_text():
@@ -12,7 +12,8 @@ def test_it_returns_one_unit_float32_vector_per_text():
     assert vectors.dtype == np.float32
     assert vectors.shape == (3, EMBEDDING_DIMENSIONS) == (3, 384)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    assert EMBEDDING_MODEL_NAME == "sentence-transformers/all-MiniLM-L6-v2"
+    assert current().name == PACKAGED_MODEL_NAME == "sentence-transformers/all-MiniLM-L6-v2"
+    assert current().dimensions == EMBEDDING_DIMENSIONS
 
 
 def test_an_empty_list_gives_an_empty_matrix():

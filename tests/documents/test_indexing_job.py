@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from documents import indexing, services
-from documents.embedding import EMBEDDING_MODEL_NAME
+from documents.embedding import current
 from documents.models import Chunk, Document
 
 pytestmark = pytest.mark.django_db
@@ -89,6 +89,6 @@ def test_a_new_embedding_model_reindexes_in_the_background_and_stays_ready(emplo
     indexing.index(claimed)
 
     document.refresh_from_db()
-    assert (document.status, document.embedding_model) == ("ready", EMBEDDING_MODEL_NAME)
-    assert set(Chunk.objects.values_list("embedding_model", flat=True)) == {EMBEDDING_MODEL_NAME}
+    assert (document.status, document.embedding_model) == ("ready", current().identity)
+    assert set(Chunk.objects.values_list("embedding_model", flat=True)) == {current().identity}
     assert indexing.claim("worker") is None

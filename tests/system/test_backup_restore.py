@@ -218,3 +218,73 @@ def test_a_user_erased_after_a_backup_stays_erased_when_that_backup_is_restored(
         assert [turns for user, turns in restored.items() if user.startswith("erased-")] == [[]]
         assert restored["bob"] == expected_conversations()["bob"]
         assert "the audit chain is intact" in manage("audit_verify", env=env)
+
+
+# A user with an indexed document; prints how many passages it was cut into.
+CREATE_DOCUMENT = """
+import sys
+from accounts.services import create_user
+from documents import indexing, services
+user = create_user(username="carol", password="correct horse battery staple 42")
+document = services.upload(actor=user, name="globex merger.txt", data=sys.stdin.read().encode())
+indexing.run_pending()
+print(document.chunks.count())
+"""
+
+# The document as anything on the site would read it: its name, file, passages and vectors,
+# and what a search over it finds.
+READ_DOCUMENT = """
+import json
+from django.contrib.auth import get_user_model
+from chat.retrieval import Sources
+from core.datakeys import Erased
+from documents.models import Chunk, Document, DocumentFile
+from documents.search import DocumentSearch
+document = Document.objects.get()
+values = [document.name, DocumentFile.objects.get(document=document).data]
+for chunk in Chunk.objects.filter(document=document):
+    values += [chunk.passage, chunk.vector]
+found = DocumentSearch().retrieve(
+    document.owner, "When does the Globex merger close?",
+    Sources(documents=(str(document.pk),)), max_chars=3000,
+)
+print(json.dumps({
+    "values": len(values),
+    "erased": sum(isinstance(value, Erased) for value in values),
+    "text": " ".join(map(str, values)),
+    "found": found,
+}))
+"""
+
+MERGER = "The merger with Globex closes on 14 March. The price is 41 million euros."
+
+
+def test_a_document_erased_after_a_backup_stays_unreadable_when_that_backup_is_restored(
+    tmp_path,
+):
+    var_dir = tmp_path / "var"
+    env = site_environment(var_dir)
+    prepare(env)
+    passages = int(
+        manage("shell", "--no-imports", "-c", CREATE_DOCUMENT, env=env, stdin=MERGER).split()[-1]
+    )
+    assert passages >= 1
+    database, _keys = back_up(env, tmp_path)
+
+    erased = manage("erase_user", "carol", "--reason", "erasure request 2026-131", env=env)
+    assert "1 documents" in erased
+
+    # The old backup comes back over today's database, with today's key store.
+    output = manage("restore", str(database), "--yes", env=env)
+
+    assert "Restore complete" in output
+    assert (
+        f"Erasure check: 1 documents, 1 document files, {passages} passages and {passages} "
+        "vectors of 1 users show as erased" in output
+    )
+    restored = json.loads(manage("shell", "--no-imports", "-c", READ_DOCUMENT, env=env))
+    assert restored["values"] == 2 + 2 * passages
+    assert restored["erased"] == restored["values"]
+    assert "Globex" not in restored["text"] and "41 million" not in restored["text"]
+    assert restored["found"] == []
+    assert "the audit chain is intact" in manage("audit_verify", env=env)

@@ -2,6 +2,7 @@
 deletion that leaves no trace of the document in the database files or anywhere in var/."""
 
 import contextlib
+import json
 import os
 import signal
 import sqlite3
@@ -116,3 +117,77 @@ def test_deleting_a_document_leaves_no_trace_in_var(site_env):
     )
 
     assert _files_holding(var_dir, needles) == []
+
+
+def _chunks_by_model(env, document_id) -> dict[str, int]:
+    database = Path(env["VAR_DIR"]) / "db.sqlite3"
+    with contextlib.closing(sqlite3.connect(database, timeout=20)) as connection:
+        rows = connection.execute(
+            "select embedding_model, count(*) from documents_chunk where document_id = ? "
+            "group by embedding_model",
+            [document_id.replace("-", "")],
+        ).fetchall()
+    return dict(rows)
+
+
+ASK = (
+    "import json; from django.contrib.auth.models import User; "
+    "from chat.retrieval import Sources; from documents.models import Document; "
+    "from documents.search import DocumentSearch; "
+    "d = Document.objects.get(pk={id!r}); "
+    "c = DocumentSearch().retrieve(User.objects.get(username='alice'), "
+    "'What is the code name of the spring campaign?', Sources(documents=({id!r},)), "
+    "max_chars=3000); "
+    "print(json.dumps([d.status, d.embedding_model, c[0]['quote'] if c else None]))"
+)
+
+
+def test_a_worker_stopped_mid_reindexing_leaves_the_old_index_answering(site_env, tmp_path_factory):
+    from tests.support.embedding_models import make_retuned_model
+
+    # 300 one-line pages: 300 passages, three batches of the new model's index.
+    pages = "[f'Page {n} of the visitor guide.' for n in range(299)] + [" + repr(MARKER) + "]"
+    document_id = _upload(
+        site_env, f"__import__('tests.documents.files').documents.files.pdf({pages})", "g.pdf"
+    )
+    manage("index_documents", "--once", env=site_env, timeout=300)
+    (identity_a,) = _chunks_by_model(site_env, document_id)
+    model_b = make_retuned_model(tmp_path_factory.mktemp("models") / "minilm-retuned")
+    with_b = {**site_env, "EMBEDDING_MODEL_DIR": str(model_b)}
+
+    worker = subprocess.Popen(
+        [sys.executable, "manage.py", "index_documents", "--name", "stopping"],
+        cwd=REPO,
+        env=with_b,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(_chunks_by_model(site_env, document_id)) < 2:
+            assert time.monotonic() < deadline, "the worker never wrote a batch"
+            time.sleep(0.2)
+        # As systemd or Kubernetes stop it: it finishes its batch and hands the document back.
+        worker.send_signal(signal.SIGTERM)
+        output, _ = worker.communicate(timeout=120)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert "Document worker stopping stopped." in output
+    written = _chunks_by_model(site_env, document_id)
+    assert written[identity_a] == 300
+    assert 0 < sum(n for model, n in written.items() if model != identity_a) < 300
+    status, model, quote = json.loads(_shell(with_b, ASK.format(id=document_id)))
+    assert (status, model) == ("ready", identity_a)
+    assert MARKER in quote
+
+    # The next worker takes it up at once (no lease to wait for) and finishes it.
+    manage("index_documents", "--once", env=with_b, timeout=300)
+
+    (identity_b,) = _chunks_by_model(site_env, document_id)
+    assert identity_b != identity_a and _chunks_by_model(site_env, document_id)[identity_b] == 300
+    status, model, quote = json.loads(_shell(with_b, ASK.format(id=document_id)))
+    assert (status, model) == ("ready", identity_b)
+    assert MARKER in quote

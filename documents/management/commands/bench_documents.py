@@ -7,8 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from chat.retrieval import Sources
-from documents import indexing, services, vectors
-from documents.embedding import EMBEDDING_DIMENSIONS, EMBEDDING_MODEL_NAME
+from documents import embedding, indexing, services, vectors
 from documents.models import Chunk, Document
 from documents.search import DocumentSearch
 
@@ -56,6 +55,7 @@ class Command(BaseCommand):
         )
         search = DocumentSearch()
         rng = np.random.default_rng(0)
+        model = embedding.current()
         for count in chunk_counts:
             bench_document = Document.objects.create(
                 owner=user,
@@ -63,10 +63,10 @@ class Command(BaseCommand):
                 kind="text",
                 size=0,
                 status=Document.Status.READY,
-                embedding_model=EMBEDDING_MODEL_NAME,
+                embedding_model=model.identity,
                 indexed_at=timezone.now(),
             )
-            matrix = rng.standard_normal((count, EMBEDDING_DIMENSIONS)).astype(np.float32)
+            matrix = rng.standard_normal((count, model.dimensions)).astype(np.float32)
             matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
             started = time.perf_counter()
             Chunk.objects.bulk_create(
@@ -76,7 +76,7 @@ class Command(BaseCommand):
                         position=i,
                         passage=f"Generated passage {i}.",
                         vector=vectors.encode(row),
-                        embedding_model=EMBEDDING_MODEL_NAME,
+                        embedding_model=model.identity,
                     )
                     for i, row in enumerate(matrix)
                 ),
@@ -98,6 +98,6 @@ class Command(BaseCommand):
                 f"search over {count:,} passages: store {stored:.1f} s; first query (decrypt) "
                 f"{cold * 1000:.0f} ms; cached p50 {warm[len(warm) // 2] * 1000:.0f} ms, "
                 f"p95 {warm[int(len(warm) * 0.95) - 1] * 1000:.0f} ms; cache "
-                f"{count * EMBEDDING_DIMENSIONS * 4 / 1e6:.0f} MB"
+                f"{count * model.dimensions * 4 / 1e6:.0f} MB"
             )
             bench_document.delete()

@@ -13,8 +13,9 @@ class Command(BaseCommand):
     help = (
         "Index uploaded documents (extraction, passages, embeddings) until stopped: the "
         "production profile's document worker. Start any number, on any host that reaches "
-        "the database; each takes one document at a time. With --once, index what is waiting "
-        "and exit."
+        "the database; each takes one document at a time. On SIGTERM or SIGINT it finishes "
+        "the batch of passages it is writing and hands its document back to the next worker. "
+        "With --once, index what is waiting and exit."
     )
 
     def add_arguments(self, parser):

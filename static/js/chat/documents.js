@@ -1,6 +1,7 @@
-// Documents in the chat page: upload (button or drag and drop), indexing progress, which
-// documents the next question uses, delete; and the sources under an answer. Everything a
-// document says (its name, its passages) is put in the page as text, never as HTML.
+// Documents in the chat page: upload (button or drag and drop) with its transfer progress,
+// indexing progress, which documents the next question uses, delete; and the sources under an
+// answer. Everything a document says (its name, its passages) is put in the page as text,
+// never as HTML.
 
 import { announce, csrfToken, sessionEnded } from "./page.js";
 
@@ -13,10 +14,23 @@ var fileInput = document.getElementById("documents-file");
 var errorLine = document.getElementById("documents-error");
 var chosen = new Set();
 var pollTimer = 0;
+// Rows of files still being sent, shown above the stored documents until the server answers.
+var sending = [];
+var errors = [];
 
 function showError(text) {
+  errors = text ? [text] : [];
   errorLine.textContent = text;
   errorLine.hidden = !text;
+}
+
+function addError(text) {
+  if (errors.indexOf(text) !== -1) {
+    return;
+  }
+  errors.push(text);
+  errorLine.textContent = errors.join(" ");
+  errorLine.hidden = false;
 }
 
 function request(method, path, body) {
@@ -28,7 +42,9 @@ function request(method, path, body) {
   if (body) {
     init.body = body;
   }
-  return window.fetch(path, init).then(function (response) {
+  return window.fetch(path, init).catch(function () {
+    throw new Error("The server cannot be reached; check the network connection.");
+  }).then(function (response) {
     if (response.status === 401 || response.redirected) {
       sessionEnded();
       throw new Error("Your session has ended. Sign in again.");
@@ -92,27 +108,116 @@ function refresh() {
         chosen.delete(id);
       }
     });
-    list.replaceChildren.apply(list, documents.map(row));
+    list.replaceChildren.apply(list, sending.concat(documents.map(row)));
     var busy = documents.some(function (d) { return d.status === "queued" || d.status === "indexing"; });
     window.clearTimeout(pollTimer);
     if (busy) {
       pollTimer = window.setTimeout(refresh, POLL_MS);
     }
-  }).catch(function (error) { showError(error.message); });
+  }).catch(function (error) { addError(error.message); });
+}
+
+function megabytes(bytes) {
+  return Math.round(bytes / (1024 * 1024)) + " MB";
+}
+
+// A file on its way: its name, "uploading NN%" and a progress bar.
+function sendingRow(file) {
+  var item = window.document.createElement("li");
+  item.className = "document is-sending";
+  item.dataset.status = "uploading";
+  var name = window.document.createElement("span");
+  name.className = "document-name";
+  name.textContent = file.name;
+  var status = window.document.createElement("span");
+  status.className = "document-status";
+  status.textContent = "uploading 0%";
+  var bar = window.document.createElement("progress");
+  bar.className = "document-progress";
+  bar.max = 100;
+  bar.value = 0;
+  bar.setAttribute("aria-label", "Uploading " + file.name);
+  item.append(name, status, bar);
+  item.showProgress = function (percent) {
+    bar.value = percent;
+    status.textContent = "uploading " + percent + "%";
+  };
+  return item;
+}
+
+// POST one file with XMLHttpRequest, whose upload events say how much has been sent (fetch
+// cannot); resolves with the stored document, rejects with a sentence for the person.
+function send(file, onProgress) {
+  var form = new FormData();
+  form.append("file", file);
+  return new Promise(function (resolve, reject) {
+    var xhr = new XMLHttpRequest();
+    xhr.open("POST", API);
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.setRequestHeader("X-CSRFToken", csrfToken);
+    xhr.upload.addEventListener("progress", function (event) {
+      if (event.lengthComputable && event.total) {
+        onProgress(Math.min(100, Math.floor(100 * event.loaded / event.total)));
+      }
+    });
+    xhr.addEventListener("load", function () {
+      var data = {};
+      try {
+        data = JSON.parse(xhr.responseText || "{}");
+      } catch (ignored) {
+        data = {};
+      }
+      var redirected = xhr.responseURL && new URL(xhr.responseURL).pathname !== API;
+      if (xhr.status === 401 || redirected) {
+        sessionEnded();
+        reject(new Error("Your session has ended. Sign in again."));
+      } else if (xhr.status < 200 || xhr.status >= 300) {
+        reject(new Error((data.error && data.error.detail)
+          || "The server could not store the file (HTTP " + xhr.status + "). Try again."));
+      } else {
+        resolve(data);
+      }
+    });
+    xhr.addEventListener("error", function () {
+      reject(new Error("The connection was lost while the file was being sent; "
+        + "check the network and upload it again."));
+    });
+    xhr.addEventListener("timeout", function () {
+      reject(new Error("Sending the file took too long; upload it again."));
+    });
+    xhr.send(form);
+  });
 }
 
 function upload(file) {
-  showError("");
-  var form = new FormData();
-  form.append("file", file);
-  return request("POST", API, form).then(function (document) {
+  var limit = Number(panel.dataset.maxBytes) || 0;
+  if (limit && file.size > limit) {
+    addError(file.name + ": The file is too large; files may be at most "
+      + megabytes(limit) + ".");
+    return Promise.resolve();
+  }
+  var item = sendingRow(file);
+  sending.push(item);
+  list.prepend(item);
+  announce("Uploading " + file.name + ".");
+  var done = function () {
+    sending = sending.filter(function (other) { return other !== item; });
+    item.remove();
+  };
+  return send(file, item.showProgress).then(function (document) {
+    done();
     chosen.add(document.id);
     announce(document.name + " uploaded; it is being indexed.");
     return refresh();
-  }).catch(function (error) { showError(file.name + ": " + error.message); });
+  }, function (error) {
+    done();
+    addError(file.name + ": " + error.message);
+    return refresh();
+  });
 }
 
 function uploadAll(files) {
+  showError("");
   return Array.prototype.reduce.call(files, function (previous, file) {
     return previous.then(function () { return upload(file); });
   }, Promise.resolve());
