@@ -10,7 +10,8 @@ records group.change_refused.
 documents) adds its own to a role from its ``AppConfig.ready`` with
 ``add_role_permissions``: this module cannot name them, and the data migration that creates
 the groups runs before those apps' tables and permissions exist. That migration gives what
-already exists; post_migrate then gives the full set.
+already exists; each such app's own migration (``give_roles_in_migration``) gives its
+permissions once they exist, and post_migrate checks that the set is complete.
 
 ``may_manage`` is the one rule for the admin: a non-superuser may only manage accounts whose
 rights are a subset of their own.
@@ -21,6 +22,7 @@ import contextvars
 import logging
 
 from django.conf import settings
+from django.contrib.auth.management import create_permissions
 from django.contrib.auth.models import Group, Permission
 from django.db.models import Q
 
@@ -111,6 +113,28 @@ def ensure_roles(group_model, permission_model, *, missing_ok: bool = False) -> 
                 group.permissions.set(wanted)
                 changed = True
     return changed
+
+
+def give_roles_in_migration(*app_labels: str):
+    """A RunPython function that creates the permissions of ``app_labels`` (Django makes them
+    only after migrate) and gives the role groups every permission of theirs that exists by
+    then. accounts' data migration runs it for the apps below, and an app above that adds
+    permissions to a role (``add_role_permissions``) runs it in a migration of its own, so a
+    migrated database has the roles complete before post_migrate looks (which then changes
+    nothing, and records nothing)."""
+
+    def give(apps, schema_editor):
+        for label in app_labels:
+            app_config = apps.get_app_config(label)
+            # Migration state's app configs have no models module; create_permissions needs one.
+            app_config.models_module = True
+            create_permissions(app_config, apps=apps, verbosity=0)
+            app_config.models_module = None
+        ensure_roles(
+            apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"), missing_ok=True
+        )
+
+    return give
 
 
 def may_chat(user) -> bool:
