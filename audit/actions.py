@@ -116,7 +116,7 @@ CATALOGUE: dict[str, Action] = {
             "security",
             "someone else's or a made-up conversation id; rate-limited per address",
         ),
-        Action("conversation.created", "chat", "the model"),
+        Action("conversation.created", "chat", "the model; origin: page or api"),
         Action("conversation.renamed", "chat"),
         Action("conversation.deleted", "chat", "message count"),
         Action("conversation.exported", "chat", "format and message count"),
