@@ -8,6 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import Account, ask_echo, create_account, echo_site_in, sign_in
+from tests.e2e.test_accessibility import check_both_themes
 from tests.support.inference import EchoEngine
 from tests.support.server import manage
 
@@ -44,6 +45,7 @@ def test_a_kept_api_call_shows_in_the_history_with_its_token(site, page_for, scr
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto("/")
+    expect(page.locator("#worker-status")).to_have_attribute("data-state", "ready")
     ask_echo(page, "A question typed on the page")
     out = manage(
         "create_api_token", "greta", "--name", TOKEN_NAME, "--scopes", "models,chat", env=site.env
@@ -77,6 +79,7 @@ def test_a_kept_api_call_shows_in_the_history_with_its_token(site, page_for, scr
         f"Started by an API call with the token \u201c{TOKEN_NAME}\u201d (llm-"
     )
     expect(page.locator(".message-user")).to_contain_text("A question sent through the API")
+    assert check_both_themes(page, screenshots, "conversation-from-the-api") == {}
     from_page.locator(".conversation-link").click()
     expect(page.locator("#conversation-origin")).to_be_hidden()
     assert page.csp_violations == [] and errors == []
