@@ -21,7 +21,6 @@ passkey_scripts.html).
 """
 
 import json
-import logging
 import time
 
 from django.db import transaction
@@ -38,8 +37,6 @@ from django_otp_webauthn.utils import rewrite_exceptions
 from webauthn.helpers.structs import UserVerificationRequirement
 
 from accounts import services
-
-logger = logging.getLogger(__name__)
 
 PENDING_NAME_KEY = "passkey_name"
 # The challenge of an assertion that confirms one action, and for how long it may be answered
@@ -176,7 +173,7 @@ class PasskeyRefused(Exception):
 
 # What the person is told for reasons of an action's assertion that REFUSALS does not name.
 ACTION_REFUSALS = {
-    "no_challenge": "Use your passkey from this page's button, then the token is made at once.",
+    "no_challenge": "Use your passkey with the page's button: it answers for this action only.",
     "challenge_expired": "That took too long. Use your passkey again.",
 }
 
@@ -215,7 +212,8 @@ def check_action_assertion(request, *, purpose: str, assertion: str) -> WebAuthn
         except ValueError:
             raise exceptions.MalformedRequest() from None
         helper = WebAuthnCredential.get_webauthn_helper(request=request)
-        with rewrite_exceptions(logger=logger):
+        # The reason is recorded in passkey.failed; the log gets no traceback of it.
+        with rewrite_exceptions():
             device = helper.authenticate_complete(
                 user=request.user, state=pending["state"], data=data
             )

@@ -203,7 +203,7 @@ def test_a_passkey_answer_without_a_challenge_for_the_token_makes_no_token(
     response = new_token_with_passkey(employee_client, '{"id": "x"}')
 
     assert response.status_code == 400
-    assert "Use your passkey from this page" in response.content.decode()
+    assert "Use your passkey with the page&#x27;s button" in response.content.decode()
     assert not ApiToken.objects.exists()
     failed = AuditEvent.objects.get(action="passkey.failed")
     assert failed.details == {"ceremony": "api_token", "reason": "no_challenge"}
