@@ -9,7 +9,11 @@ subclasses add what the project needs around them:
   ``services.mark_verified`` (new session key, step-up time), like a code;
 - passkey.registered / passkey.used / passkey.failed (with the reason) are audited;
 - user verification (PIN, fingerprint) is preferred at registration and at use, attestation
-  is "none" (the library's default): any authenticator is accepted, none is identified.
+  is "none" (the library's default): any authenticator is accepted, none is identified;
+- an action that a passkey confirms by itself (making an API token) gets an assertion of its
+  own: ``begin_action_assertion`` issues a challenge for that action only, which
+  ``check_action_assertion`` spends on the action's request, whether it is right or not. The
+  session is not marked verified again: the next action needs a passkey of its own.
 
 The library's own browser script (static django_otp_webauthn/*.js) runs the browser side; it
 is served from this site like every script, under the strict CSP (templates/accounts/
@@ -17,6 +21,7 @@ passkey_scripts.html).
 """
 
 import json
+import time
 
 from django.db import transaction
 from django.http import JsonResponse
@@ -28,11 +33,16 @@ from django_otp_webauthn import exceptions
 from django_otp_webauthn import views as webauthn_views
 from django_otp_webauthn.helpers import WebAuthnHelper
 from django_otp_webauthn.models import WebAuthnCredential
+from django_otp_webauthn.utils import rewrite_exceptions
 from webauthn.helpers.structs import UserVerificationRequirement
 
 from accounts import services
 
 PENDING_NAME_KEY = "passkey_name"
+# The challenge of an assertion that confirms one action, and for how long it may be answered
+# (the browser gives up after a minute; a person reading the prompt needs a little more).
+ACTION_CHALLENGE_KEY = "passkey_action_challenge"
+ACTION_CHALLENGE_SECONDS = 120
 
 
 class StepUpNeeded(exceptions.OTPWebAuthnApiError):
@@ -155,6 +165,68 @@ class CompleteAuthentication(_AuditedRefusals, webauthn_views.CompleteCredential
 
     def complete_auth(self, device):
         services.passkey_used(self.request, device)
+
+
+class PasskeyRefused(Exception):
+    """An action's passkey assertion was not accepted; the message is for the person."""
+
+
+# What the person is told for reasons of an action's assertion that REFUSALS does not name.
+ACTION_REFUSALS = {
+    "no_challenge": "Use your passkey with the page's button: it answers for this action only.",
+    "challenge_expired": "That took too long. Use your passkey again.",
+}
+
+
+def begin_action_assertion(request, *, purpose: str) -> dict:
+    """The options for a passkey assertion that confirms one action (``purpose``) of the
+    signed-in user; its challenge is kept in the session for check_action_assertion."""
+    helper = WebAuthnCredential.get_webauthn_helper(request=request)
+    options, state = helper.authenticate_begin(user=request.user, require_user_verification=False)
+    request.session[ACTION_CHALLENGE_KEY] = {"purpose": purpose, "state": state, "at": time.time()}
+    return options
+
+
+def discard_action_assertion(request) -> None:
+    """Spend the challenge begin_action_assertion issued, unanswered (the action was refused
+    for another reason: its next attempt needs a passkey of its own)."""
+    request.session.pop(ACTION_CHALLENGE_KEY, None)
+
+
+@sensitive_variables()
+def check_action_assertion(request, *, purpose: str, assertion: str) -> WebAuthnCredential:
+    """The user's passkey that answered the challenge begin_action_assertion issued for
+    ``purpose`` with ``assertion`` (the browser's credential, as JSON). The challenge is
+    spent first, whatever follows, so an assertion confirms one request only. Records
+    passkey.used (with the purpose; the session stays as it was) or passkey.failed, and
+    raises PasskeyRefused with a sentence for the person."""
+    pending = request.session.pop(ACTION_CHALLENGE_KEY, None)
+    request.session.save()
+    try:
+        if not pending or pending.get("purpose") != purpose:
+            raise exceptions.InvalidState(code="no_challenge")
+        if not 0 <= time.time() - pending["at"] <= ACTION_CHALLENGE_SECONDS:
+            raise exceptions.InvalidState(code="challenge_expired")
+        try:
+            data = json.loads(assertion)
+        except ValueError:
+            raise exceptions.MalformedRequest() from None
+        helper = WebAuthnCredential.get_webauthn_helper(request=request)
+        # The reason is recorded in passkey.failed; the log gets no traceback of it.
+        with rewrite_exceptions():
+            device = helper.authenticate_complete(
+                user=request.user, state=pending["state"], data=data
+            )
+        if not device.confirmed:
+            raise exceptions.CredentialDisabled()
+    except exceptions.OTPWebAuthnApiError as error:
+        reason = refusal_reason(error)
+        services.passkey_failed(request, ceremony=purpose, reason=reason)
+        raise PasskeyRefused(
+            REFUSALS.get(reason) or ACTION_REFUSALS.get(reason) or REFUSED
+        ) from None
+    services.passkey_confirmed(request, device, purpose=purpose)
+    return device
 
 
 def browser_configuration(request) -> dict:

@@ -6,6 +6,13 @@ tests, restored without them or edited by hand has them as written here. Their p
 cannot be changed any other way: ``refuse_role_group_changes`` undoes such a change and
 records group.change_refused.
 
+``ROLES`` names permissions of accounts and the apps below it. An app above (api,
+documents) adds its own to a role from its ``AppConfig.ready`` with
+``add_role_permissions``: this module cannot name them, and the data migration that creates
+the groups runs before those apps' tables and permissions exist. That migration gives what
+already exists; each such app's own migration (``give_roles_in_migration``) gives its
+permissions once they exist, and post_migrate checks that the set is complete.
+
 ``may_manage`` is the one rule for the admin: a non-superuser may only manage accounts whose
 rights are a subset of their own.
 """
@@ -15,6 +22,7 @@ import contextvars
 import logging
 
 from django.conf import settings
+from django.contrib.auth.management import create_permissions
 from django.contrib.auth.models import Group, Permission
 from django.db.models import Q
 
@@ -67,21 +75,66 @@ def _allowed_to_change_roles():
         _ensuring_roles.reset(token)
 
 
-def ensure_roles(group_model, permission_model) -> bool:
+def add_role_permissions(role: str, permissions) -> None:
+    """Give the role group ``role`` the permissions ``permissions`` ((app label, codename)
+    pairs) too. For apps above accounts, from their ``AppConfig.ready``; the next migrate
+    (and the start-up check) applies them."""
+    if role not in ROLES:
+        raise ValueError(f"{role!r} is not a role group; the roles are {', '.join(ROLES)}.")
+    for permission in permissions:
+        if permission not in ROLES[role]:
+            ROLES[role].append(tuple(permission))
+
+
+def _wanted(permission_model, permissions, *, missing_ok: bool) -> set[int]:
+    wanted = set()
+    for app, codename in permissions:
+        try:
+            found = permission_model.objects.get(content_type__app_label=app, codename=codename)
+        except permission_model.DoesNotExist:
+            if missing_ok:
+                continue
+            raise
+        wanted.add(found.pk)
+    return wanted
+
+
+def ensure_roles(group_model, permission_model, *, missing_ok: bool = False) -> bool:
     """Create missing role groups and give each exactly its permissions; returns whether
-    anything had to change."""
+    anything had to change. Permission.DoesNotExist for a permission not created yet, unless
+    ``missing_ok`` (the data migration, which runs before the apps that add permissions to
+    roles are migrated: it gives what exists, and post_migrate the rest)."""
     changed = False
     with _allowed_to_change_roles():
         for name, permissions in ROLES.items():
             group, created = group_model.objects.get_or_create(name=name)
-            wanted = {
-                permission_model.objects.get(content_type__app_label=app, codename=codename).pk
-                for app, codename in permissions
-            }
+            wanted = _wanted(permission_model, permissions, missing_ok=missing_ok)
             if created or set(group.permissions.values_list("pk", flat=True)) != wanted:
                 group.permissions.set(wanted)
                 changed = True
     return changed
+
+
+def give_roles_in_migration(*app_labels: str):
+    """A RunPython function that creates the permissions of ``app_labels`` (Django makes them
+    only after migrate) and gives the role groups every permission of theirs that exists by
+    then. accounts' data migration runs it for the apps below, and an app above that adds
+    permissions to a role (``add_role_permissions``) runs it in a migration of its own, so a
+    migrated database has the roles complete before post_migrate looks (which then changes
+    nothing, and records nothing)."""
+
+    def give(apps, schema_editor):
+        for label in app_labels:
+            app_config = apps.get_app_config(label)
+            # Migration state's app configs have no models module; create_permissions needs one.
+            app_config.models_module = True
+            create_permissions(app_config, apps=apps, verbosity=0)
+            app_config.models_module = None
+        ensure_roles(
+            apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"), missing_ok=True
+        )
+
+    return give
 
 
 def may_chat(user) -> bool:

@@ -399,6 +399,20 @@ def passkey_used(request, device) -> None:
     )
 
 
+def passkey_confirmed(request, device, *, purpose: str) -> None:
+    """A passkey confirmed one action (``purpose``, e.g. api_token) for a signed-in user; the
+    session is left as it was (accounts.passkeys.check_action_assertion)."""
+    record(
+        "passkey.used",
+        request=request,
+        target=request.user,
+        passkey=device.pk,
+        sign_count=device.sign_count,
+        step_up=True,
+        purpose=purpose,
+    )
+
+
 def passkey_failed(request, *, ceremony: str, reason: str) -> None:
     user = request.user if request.user.is_authenticated else None
     record(

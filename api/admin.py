@@ -1,5 +1,8 @@
 """Tokens and their usage in the admin: listed and revoked, never created or edited here
-(a token is made by its owner, with a fresh second factor, or by an operator's command)."""
+(a token is made by its owner, with a fresh second factor, or by an operator's command).
+
+Members of Admins may: the role has view and change (revoke) of tokens and view of usage
+(given in api.apps); superusers have them anyway. Revoking is the only change there is."""
 
 from django.contrib import admin, messages
 
@@ -28,6 +31,10 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    def has_change_permission(self, request, obj=None):
+        # The change permission is for the revoke action; a token's own page is read-only.
+        return obj is None and super().has_change_permission(request)
 
     def has_delete_permission(self, request, obj=None):
         # Revoked, not deleted: the usage and the audit log keep pointing at it.

@@ -100,7 +100,10 @@ class Generation:
         """Send the request; wait until a worker takes it and return the model it serves.
         WorkerRefused or WorkerSilent when none does."""
         self.layer = get_channel_layer()
-        self.reply_to = await self.layer.new_channel("api.")
+        # The layer's default prefix, as the chat sockets' channels have: channels_redis reads
+        # all of a process's own channels through one receiver, which listens under one
+        # prefix; a reply to another prefix would wait unread while a socket is receiving.
+        self.reply_to = await self.layer.new_channel()
         await self.layer.send(
             self.channel,
             messages.generate(

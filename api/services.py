@@ -85,10 +85,18 @@ def live_tokens_of(user):
 
 @transaction.atomic
 def create_api_token(
-    *, actor, user, name: str, days: int | None = None, scopes=SCOPES, request=None
+    *,
+    actor,
+    user,
+    name: str,
+    days: int | None = None,
+    scopes=SCOPES,
+    request=None,
+    confirmed_with: str | None = None,
 ) -> tuple[ApiToken, str]:
     """A new token for ``user``; returns it and its text, which is never stored or shown
-    again. TokenError (a sentence) for a bad name, length or scope."""
+    again. TokenError (a sentence) for a bad name, length or scope. ``confirmed_with``: the
+    second factor the owner confirmed it with on the token page (totp or passkey)."""
     name = " ".join(str(name).split())
     if not name:
         raise TokenError("Give the token a name, so you can tell it apart later.")
@@ -125,6 +133,7 @@ def create_api_token(
         name=name,
         scopes=scopes,
         days=days,
+        **({"confirmed_with": confirmed_with} if confirmed_with else {}),
     )
     return token, text
 

@@ -107,6 +107,7 @@ def _admit(request, call: chat_request.ChatRequest):
         conversation_id=None,
         content=call.messages[-1]["content"],
         model_name=call.model,
+        api_caller=chat_services.ApiCaller(token_name=token.name, token_prefix=token.prefix),
     )
     return str(turn.answer.pk)
 

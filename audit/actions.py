@@ -55,12 +55,14 @@ CATALOGUE: dict[str, Action] = {
         Action(
             "passkey.used",
             "auth",
-            "which passkey, its sign count; step_up when it confirmed an action",
+            "which passkey, its sign count; step_up when it confirmed an action, and the "
+            "action (purpose: api_token) when it confirmed that one action only",
         ),
         Action(
             "passkey.failed",
             "auth",
-            "registration or authentication, and why (counter_regression, wrong_origin, ...)",
+            "registration, authentication or an action (api_token), and why "
+            "(counter_regression, wrong_origin, no_challenge, challenge_expired, ...)",
         ),
         Action("device.enrolled", "devices", "the device kind"),
         Action("passkey.registered", "devices", "which passkey, its name, how many the user has"),
@@ -116,7 +118,7 @@ CATALOGUE: dict[str, Action] = {
             "security",
             "someone else's or a made-up conversation id; rate-limited per address",
         ),
-        Action("conversation.created", "chat", "the model"),
+        Action("conversation.created", "chat", "the model; origin: page or api"),
         Action("conversation.renamed", "chat"),
         Action("conversation.deleted", "chat", "message count"),
         Action("conversation.exported", "chat", "format and message count"),
@@ -151,7 +153,11 @@ CATALOGUE: dict[str, Action] = {
         Action("collection.revoked", "documents", "group id"),
         Action("collection.deleted", "documents"),
         Action("retrieval", "documents", "answer's message id, document ids, passages; no text"),
-        Action("token.created", "api", "owner, name, scopes, days"),
+        Action(
+            "token.created",
+            "api",
+            "owner, name, scopes, days; confirmed_with: totp or passkey (on the token page)",
+        ),
         Action("token.revoked", "api", "owner, name, why (owner, admin, deactivation, reset)"),
         Action("token.expired", "api", "name; at the first use after expiry"),
         Action(

@@ -9,7 +9,7 @@ from django.db.models import F, IntegerField, Value
 from django.db.models.functions import Cast, Length, Substr
 
 from chat import search as search_index
-from chat.models import Conversation, Message
+from chat.models import Conversation, Message, origin_as_dict
 
 # Candidates are decrypted this many at a time, newest conversations first, until enough
 # results are found: a small first batch, as the first results are often enough.
@@ -113,12 +113,13 @@ def search(user, query: "search_index.Query") -> dict:
                 }
             )
     # Titles are decrypted only for the conversations found.
-    titles = dict(
-        Conversation.objects.filter(pk__in={r["conversation"] for r in found}).values_list(
-            "pk", "title"
-        )
+    shown = Conversation.objects.filter(pk__in={r["conversation"] for r in found}).only(
+        "pk", "user_id", "title", "origin", "api_token_name", "api_token_prefix"
     )
+    shown = {c.pk: c for c in shown}
     for result in found:
-        result["title"] = titles[result["conversation"]]
+        conversation = shown[result["conversation"]]
+        result["title"] = conversation.title
+        result.update(origin_as_dict(conversation))
         result["conversation"] = str(result["conversation"])
     return {"results": found, "truncated": truncated}

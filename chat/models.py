@@ -35,7 +35,12 @@ def _with_search_bits(instance, field: str, update_fields):
 
 
 class Conversation(models.Model):
-    """One chat thread of one user with the model."""
+    """One chat thread of one user with the model, started on the chat page or by an API call
+    the site keeps (API_STORE_CONVERSATIONS)."""
+
+    class Origin(models.TextChoices):
+        PAGE = "page", "the chat page"
+        API = "api", "an API call"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(
@@ -65,6 +70,22 @@ class Conversation(models.Model):
     search_bits = models.BinaryField(
         null=True, editable=False, help_text="A keyed filter of the title's words (chat/search.py)."
     )
+    origin = models.CharField(
+        max_length=8,
+        choices=Origin.choices,
+        default=Origin.PAGE,
+        help_text="Where it was started: the chat page, or an API call kept as a conversation.",
+    )
+    # The token an API call came with, as it was named then (it may be revoked or renamed
+    # since); empty for the page's conversations.
+    api_token_name = models.CharField(
+        max_length=100, blank=True, help_text="For an API call: the name of its token."
+    )
+    api_token_prefix = models.CharField(
+        max_length=16,
+        blank=True,
+        help_text="For an API call: its token's visible first characters.",
+    )
     pinned = models.BooleanField(default=False, help_text="Listed first.")
     archived = models.BooleanField(default=False, help_text="Listed apart, under Archived.")
     # The last message of the thread shown: the path from it up through each message's
@@ -88,6 +109,17 @@ class Conversation(models.Model):
     def save(self, *args, update_fields=None, **kwargs):
         update_fields = _with_search_bits(self, "title", update_fields)
         super().save(*args, update_fields=update_fields, **kwargs)
+
+
+def origin_as_dict(conversation: Conversation) -> dict:
+    """Where a conversation was started, as the page and the JSON export show it:
+    ``{"origin": "page" or "api", "api_token": {"name", "prefix"} or None}``."""
+    if conversation.origin != Conversation.Origin.API:
+        return {"origin": conversation.origin, "api_token": None}
+    return {
+        "origin": conversation.origin,
+        "api_token": {"name": conversation.api_token_name, "prefix": conversation.api_token_prefix},
+    }
 
 
 class Message(models.Model):

@@ -15,7 +15,7 @@ from audit.log import record
 from chat import retrieval
 from chat.conversation_settings import ChatSettings, apply_settings, settings_params
 from chat.inference import registry
-from chat.models import AnswerSources, Conversation, Message, ModelAccess
+from chat.models import AnswerSources, Conversation, Message, ModelAccess, origin_as_dict
 from core import datakeys
 from core.labels import one_line_label
 
@@ -131,6 +131,17 @@ def conversation_page(
     return ListPage(pinned + rows, cursor)
 
 
+def origin_line(conversation: Conversation) -> str:
+    """A sentence saying that an API call started the conversation, with its token; empty for
+    the page's conversations."""
+    if conversation.origin != Conversation.Origin.API:
+        return ""
+    return (
+        f"Started by an API call with the token “{conversation.api_token_name}” "
+        f"({conversation.api_token_prefix}…)."
+    )
+
+
 def conversation_as_item(conversation: Conversation) -> dict:
     """A conversation as the list shows it."""
     return {
@@ -139,6 +150,7 @@ def conversation_as_item(conversation: Conversation) -> dict:
         "updated_at": conversation.updated_at.isoformat(),
         "pinned": conversation.pinned,
         "archived": conversation.archived,
+        **origin_as_dict(conversation),
     }
 
 
@@ -301,6 +313,15 @@ def generations_running(user) -> int:
 
 
 @dataclass(frozen=True)
+class ApiCaller:
+    """The token an API call came with, for the conversation it starts when the site keeps
+    API calls (chat knows nothing else of tokens): its name and visible first characters."""
+
+    token_name: str
+    token_prefix: str
+
+
+@dataclass(frozen=True)
 class Turn:
     conversation: Conversation
     question: Message
@@ -384,19 +405,30 @@ def start_turn(
     scope=None,
     new_settings: ChatSettings | None = None,
     citations: list[dict] | None = None,
+    api_caller: ApiCaller | None = None,
 ) -> Turn:
     """Store the user's message and an empty answer to be streamed into; returns what the
     model needs to answer. ``new_settings``: a new conversation's settings (chosen before
     its first message). ``citations`` (chat.retrieval) are stored with the answer and put
-    before the question, quoted, in what the model reads."""
+    before the question, quoted, in what the model reads. ``api_caller``: the token of an
+    API call, which marks the conversation it starts as the API's."""
     model_name = model_name[:MODEL_NAME_MAX]
     new = conversation_id is None
     if new:
         conversation = Conversation(user=actor, title=title_from(content), model_name=model_name)
+        if api_caller is not None:
+            conversation.origin = Conversation.Origin.API
+            conversation.api_token_name = api_caller.token_name[:100]
+            conversation.api_token_prefix = api_caller.token_prefix[:16]
         apply_settings(conversation, new_settings or ChatSettings())
         conversation.save()
         record(
-            "conversation.created", actor=actor, scope=scope, target=conversation, model=model_name
+            "conversation.created",
+            actor=actor,
+            scope=scope,
+            target=conversation,
+            model=model_name,
+            origin=conversation.origin,
         )
         shown = []
     else:
@@ -675,6 +707,8 @@ def _as_markdown(conversation: Conversation, messages) -> str:
     shown = thread(conversation, versions)
     shown_ids = {m.pk for m in shown}
     lines = [f"# {conversation.title}", ""]
+    if origin := origin_line(conversation):
+        lines += [f"_{origin}_", ""]
     for message in shown:
         lines += _markdown_message(message, versions)
     earlier = [m for m in messages if m.pk not in shown_ids]
@@ -738,6 +772,7 @@ def _as_json(conversation: Conversation, messages) -> str:
             "id": str(conversation.pk),
             "title": conversation.title,
             "created_at": conversation.created_at.isoformat(),
+            **origin_as_dict(conversation),
             "thread": [str(m.pk) for m in thread(conversation)],
             "messages": [message_as_dict(m) for m in messages],
         },

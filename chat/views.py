@@ -143,6 +143,7 @@ def conversation_detail(request, conversation_id):
             "id": str(conversation.pk),
             "title": conversation.title,
             "model": conversation.model_name,
+            **services.origin_as_dict(conversation),
             "messages": services.thread_as_dicts(conversation),
             "settings": chat_settings.settings_as_dict(conversation),
         }
@@ -262,6 +263,7 @@ def conversation_show_version(request, conversation_id):
             "id": str(conversation.pk),
             "title": conversation.title,
             "model": conversation.model_name,
+            **services.origin_as_dict(conversation),
             "messages": services.thread_as_dicts(conversation),
         }
     )

@@ -1,5 +1,7 @@
 """Collections in the admin: admins create them and choose which groups may read and add.
 
+Who may is Django's model permissions: the Admins role has every permission on collections
+and their grants (given in documents.apps), superusers have them all, nobody else any.
 Documents themselves are not in the admin at all: an admin cannot list, open or download
 anyone's personal documents, and sees only how many documents a collection holds.
 """
@@ -10,36 +12,11 @@ from django.db.models import Count
 from django.shortcuts import redirect
 from django.urls import reverse
 
-from accounts.roles import ADMINS
 from documents import services
 from documents.models import Collection, CollectionGrant
 
 
-def _is_admin(request) -> bool:
-    user = request.user
-    return user.is_active and (user.is_superuser or user.groups.filter(name=ADMINS).exists())
-
-
-class AdminsOnly:
-    """Members of Admins (and superusers) manage collections; nobody else sees them here."""
-
-    def has_module_permission(self, request):
-        return _is_admin(request)
-
-    def has_view_permission(self, request, obj=None):
-        return _is_admin(request)
-
-    def has_add_permission(self, request, obj=None):
-        return _is_admin(request)
-
-    def has_change_permission(self, request, obj=None):
-        return _is_admin(request)
-
-    def has_delete_permission(self, request, obj=None):
-        return _is_admin(request)
-
-
-class GrantInline(AdminsOnly, admin.TabularInline):
+class GrantInline(admin.TabularInline):
     model = CollectionGrant
     extra = 1
     verbose_name = "group with access"
@@ -47,7 +24,7 @@ class GrantInline(AdminsOnly, admin.TabularInline):
 
 
 @admin.register(Collection)
-class CollectionAdmin(AdminsOnly, admin.ModelAdmin):
+class CollectionAdmin(admin.ModelAdmin):
     list_display = ["name", "owner_group", "document_count", "created_at"]
     fields = ["name", "owner_group"]
     inlines = [GrantInline]

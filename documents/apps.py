@@ -9,6 +9,7 @@ class DocumentsConfig(AppConfig):
     def ready(self):
         from django.db.models.signals import post_delete
 
+        from accounts.roles import ADMINS, add_role_permissions
         from accounts.signals import user_erasing
         from chat import retrieval
         from core import datakeys, personal_data
@@ -23,6 +24,15 @@ class DocumentsConfig(AppConfig):
         from documents.your_data import documents_section
 
         retrieval.register(DocumentSearch())
+        # Admins manage collections and their grants in the admin (never documents).
+        add_role_permissions(
+            ADMINS,
+            [
+                ("documents", f"{action}_{model}")
+                for model in ("collection", "collectiongrant")
+                for action in ("add", "change", "delete", "view")
+            ],
+        )
         user_erasing.connect(erase_documents_of, dispatch_uid="documents.erase_documents_of")
         post_delete.connect(
             destroy_document_key, sender=Document, dispatch_uid="documents.destroy_key"

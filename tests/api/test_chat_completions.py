@@ -9,7 +9,7 @@ from asgiref.sync import sync_to_async
 from django.test import AsyncClient
 
 from api import services
-from api.models import ApiUsage
+from api.models import ApiToken, ApiUsage
 from audit.models import AuditEvent
 from chat.models import Conversation, Message
 from tests.support.inference import running_worker
@@ -154,3 +154,9 @@ async def test_with_api_store_conversations_the_call_is_kept(token, employee, se
         ("user", "What is the capital of France?", "complete"),
         ("assistant", ANSWER, "complete"),
     ]
+    # Marked in the history as the API's, with the token it came with.
+    made = await ApiToken.objects.aget(user=employee)
+    assert conversation.origin == Conversation.Origin.API
+    assert (conversation.api_token_name, conversation.api_token_prefix) == ("tests", made.prefix)
+    created = await AuditEvent.objects.aget(action="conversation.created")
+    assert created.details["origin"] == "api"

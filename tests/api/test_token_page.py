@@ -1,12 +1,17 @@
-"""The token page: a new token needs a fresh authenticator code even in a verified session."""
+"""The token page: a new token needs a fresh authenticator code, or a passkey answer to a
+challenge made for it, even in a verified session."""
 
+import base64
 import re
+import secrets
 
 import pytest
+from django_otp_webauthn.models import WebAuthnCredential
 
+from accounts.passkeys import ACTION_CHALLENGE_KEY, ACTION_CHALLENGE_SECONDS
 from api.models import ApiToken
 from audit.models import AuditEvent
-from tests.support.personas import totp_code
+from tests.support.personas import let_second_factor_age, totp_code
 
 pytestmark = pytest.mark.django_db
 
@@ -147,3 +152,115 @@ def test_an_admin_sees_usage_per_person_token_day_and_model(admin_client_secure,
     text = page.content.decode()
     assert "SmolLM2-135M-Instruct" in text
     assert ">57<" in text
+
+
+# --- Confirming a new token with a passkey (the browser's side: tests/e2e/test_token_passkey.py)
+
+
+def passkey(user):
+    return WebAuthnCredential.objects.create(
+        user=user,
+        name="work laptop",
+        credential_id=secrets.token_bytes(32),
+        public_key=secrets.token_bytes(77),
+        sign_count=3,
+        confirmed=True,
+    )
+
+
+def new_token_with_passkey(client, assertion, **fields):
+    data = {"name": "notebook", "days": "30", "scopes": ["chat"], "passkey": assertion}
+    return post(client, "/tokens/", {**data, **fields})
+
+
+def test_the_page_offers_a_passkey_only_to_someone_with_one(employee_client, employee):
+    without = employee_client.get("/tokens/", REMOTE_ADDR=IP, secure=True).content.decode()
+    passkey(employee)
+    with_one = employee_client.get("/tokens/", REMOTE_ADDR=IP, secure=True).content.decode()
+
+    assert "Make the token with a passkey" not in without
+    assert "Make the token with a passkey" in with_one
+    assert 'data-passkey-challenge="/tokens/passkey-challenge"' in with_one
+    assert "<script>" not in with_one  # no inline code under the CSP
+
+
+def test_a_verified_session_alone_makes_no_token(employee_client, employee):
+    # Signed in with a passkey a while ago: the session is verified, and that is all.
+    passkey(employee)
+    let_second_factor_age(employee_client, 60)
+
+    response = new_token(employee_client, "")
+
+    assert response.status_code == 400
+    assert not ApiToken.objects.exists()
+
+
+def test_a_passkey_answer_without_a_challenge_for_the_token_makes_no_token(
+    employee_client, employee
+):
+    passkey(employee)
+
+    response = new_token_with_passkey(employee_client, '{"id": "x"}')
+
+    assert response.status_code == 400
+    assert "Use your passkey with the page&#x27;s button" in response.content.decode()
+    assert not ApiToken.objects.exists()
+    failed = AuditEvent.objects.get(action="passkey.failed")
+    assert failed.details == {"ceremony": "api_token", "reason": "no_challenge"}
+
+
+def test_the_challenge_is_for_this_token_only_and_spent_by_any_answer(employee_client, employee):
+    credential = passkey(employee)
+
+    options = post(employee_client, "/tokens/passkey-challenge", {}).json()
+    pending = employee_client.session[ACTION_CHALLENGE_KEY]
+    wrong = new_token_with_passkey(employee_client, '{"id": "not a passkey"}')
+
+    assert [c["id"] for c in options["allowCredentials"]] == [
+        base64.urlsafe_b64encode(credential.credential_id).rstrip(b"=").decode()
+    ]
+    assert pending["purpose"] == "api_token"
+    assert pending["state"]["challenge"] == options["challenge"]
+    assert wrong.status_code == 400
+    assert ACTION_CHALLENGE_KEY not in employee_client.session
+    assert not ApiToken.objects.exists()
+    assert AuditEvent.objects.get(action="passkey.failed").details["ceremony"] == "api_token"
+
+
+def test_an_old_challenge_is_refused(employee_client, employee):
+    passkey(employee)
+    post(employee_client, "/tokens/passkey-challenge", {})
+    session = employee_client.session
+    session[ACTION_CHALLENGE_KEY]["at"] -= ACTION_CHALLENGE_SECONDS + 1
+    session.save()
+
+    response = new_token_with_passkey(employee_client, '{"id": "x"}')
+
+    assert response.status_code == 400
+    assert "took too long" in response.content.decode()
+    assert AuditEvent.objects.get(action="passkey.failed").details["reason"] == (
+        "challenge_expired"
+    )
+
+
+def test_a_challenge_for_sign_in_does_not_confirm_a_token(employee_client, employee):
+    passkey(employee)
+    post(employee_client, "/accounts/passkeys/authentication/begin/", {})
+
+    response = new_token_with_passkey(employee_client, '{"id": "x"}')
+
+    assert response.status_code == 400
+    assert AuditEvent.objects.get(action="passkey.failed").details["reason"] == "no_challenge"
+
+
+def test_someone_without_a_passkey_gets_no_challenge(employee_client):
+    response = post(employee_client, "/tokens/passkey-challenge", {})
+
+    assert response.status_code == 400
+    assert ACTION_CHALLENGE_KEY not in employee_client.session
+
+
+def test_a_code_confirmed_token_says_so_in_the_audit_log(employee_client, employee):
+    new_token(employee_client, totp_code(employee.totpdevice_set.get()))
+
+    assert AuditEvent.objects.get(action="token.created").details["confirmed_with"] == "totp"

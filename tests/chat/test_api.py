@@ -58,6 +58,8 @@ def test_the_list_has_the_users_conversations(employee_client, conversation):
             "updated_at": body["conversations"][0]["updated_at"],
             "pinned": False,
             "archived": False,
+            "origin": "page",
+            "api_token": None,
         }
     ]
     assert body["next"] is None

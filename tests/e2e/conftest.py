@@ -1,12 +1,14 @@
 """A real Chromium (Debian's, never a downloaded one) against a real `manage.py serve`."""
 
 import base64
+import contextlib
 import hashlib
 import json
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,14 @@ from playwright.sync_api import expect
 from accounts.models import authenticator_code
 from tests.support.clusters import ThrowawayRedis
 from tests.support.production import wait_until_ready
-from tests.support.server import REPO, free_port, manage, served_site, site_environment
+from tests.support.server import (
+    REPO,
+    ServedSite,
+    free_port,
+    manage,
+    served_site,
+    site_environment,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = REPO / "var" / "e2e"
@@ -44,12 +53,11 @@ ECHO_SITE_PROMPT = "You are the assistant of Example Corp."
 ECHO_ANSWER_TIMEOUT = 20_000  # ms
 
 
-@pytest.fixture(scope="session")
-def echo_site(tmp_path_factory):
+@contextlib.contextmanager
+def echo_site_in(directory: Path, **env: str) -> Iterator[ServedSite]:
     """A site on the production profile (Redis, a separate worker process) whose worker
     answers at once with the system prompt it was given (tests/support/echo_worker.py): for
-    tests of the page rather than of the model."""
-    directory = tmp_path_factory.mktemp("echo-site")
+    tests of the page rather than of the model. ``env``: more settings of the site."""
     redis = ThrowawayRedis(directory)
     redis.start()
     try:
@@ -59,6 +67,7 @@ def echo_site(tmp_path_factory):
             REDIS_URL=redis.url,
             EMBEDDED_WORKER="0",
             LLM_SYSTEM_PROMPT=ECHO_SITE_PROMPT,
+            **env,
         ) as running:
             with (directory / "worker.log").open("w") as log:
                 worker = subprocess.Popen(
@@ -76,6 +85,13 @@ def echo_site(tmp_path_factory):
                 worker.wait(timeout=20)
     finally:
         redis.stop()
+
+
+@pytest.fixture(scope="session")
+def echo_site(tmp_path_factory):
+    """The echo site (echo_site_in) shared by a session's tests."""
+    with echo_site_in(tmp_path_factory.mktemp("echo-site")) as running:
+        yield running
 
 
 def ask_echo(page, question):

@@ -1,6 +1,6 @@
 // The conversations: the sidebar list (paged as it scrolls; pinned first; the archived ones
-// apart; load, rename, pin, archive, delete, download as Markdown or JSON, and each item's
-// menu) and which conversation is shown (opened from the list or the
+// apart; an "API" badge on those an API call started; load, rename, pin, archive, delete,
+// download as Markdown or JSON, and each item's menu) and which conversation is shown (opened from the list or the
 // address's #c/<id>, loaded from the API, re-read while an answer to it is still being
 // written elsewhere).
 
@@ -12,6 +12,7 @@ import { setConversationModel } from "./models.js";
 import { closeSidebar, sidebarIsOpen } from "./sidebar.js";
 import { showSettingsOf } from "./settings.js";
 import { revealMessage } from "./search.js";
+import { apiBadge, apiTokenOf, originSentence } from "./origin.js";
 import { ICON_MORE, ICON_PIN, isUuid, make, shortDate, svgIcon } from "./util.js";
 
 // The server's page of the list (chat.services.PAGE_SIZE): more are asked for as it scrolls.
@@ -49,6 +50,7 @@ export function openConversation(id) {
   showSettingsOf(null);
   if (id === null) {
     setConversationModel(null);
+    showOrigin(null);
     setTitle("");
     el.messages.classList.remove("is-loading");
     updateEmptyState();
@@ -56,6 +58,7 @@ export function openConversation(id) {
   }
   var known = state.conversations.find(function (c) { return c.id === id; });
   setTitle(known ? known.title : "");
+  showOrigin(null);
   el.messages.classList.add("is-loading");
   el.scroller.setAttribute("aria-busy", "true");
   updateEmptyState();
@@ -70,6 +73,7 @@ function loadConversation(id, seq) {
     el.messages.classList.remove("is-loading");
     el.scroller.removeAttribute("aria-busy");
     setTitle(String(data.title || ""));
+    showOrigin(data);
     showSettingsOf(data.settings);
     setConversationModel(data.model);
     if (renderConversation({ id: id, messages: data.messages })) {
@@ -146,7 +150,14 @@ function normalised(c) {
     updated_at: c.updated_at,
     pinned: c.pinned === true,
     archived: c.archived === true,
+    apiToken: apiTokenOf(c),
   };
+}
+
+function showOrigin(data) {
+  var token = apiTokenOf(data || {});
+  el.origin.hidden = token === null;
+  el.origin.textContent = token === null ? "" : originSentence(token) + ".";
 }
 
 function listPath(after, limit) {
@@ -293,9 +304,14 @@ function listItem(conversation) {
   }
   name.appendChild(make("span", "conversation-name-text", displayTitle(conversation.title)));
   link.appendChild(name);
+  var meta = make("span", "conversation-meta");
   var time = make("time", "conversation-date", shortDate(conversation.updated_at));
   time.dateTime = conversation.updated_at || "";
-  link.appendChild(time);
+  meta.appendChild(time);
+  if (conversation.apiToken) {
+    meta.appendChild(apiBadge(conversation.apiToken));
+  }
+  link.appendChild(meta);
   li.appendChild(link);
 
   var menuId = "conversation-menu-" + conversation.id;

@@ -32,6 +32,7 @@ export var el = {
   archiveToggle: document.getElementById("archive-toggle"),
   listStatus: document.getElementById("conversation-list-status"),
   title: document.getElementById("conversation-title"),
+  origin: document.getElementById("conversation-origin"),
   workerStatus: document.getElementById("worker-status"),
   workerStatusText: document.getElementById("worker-status-text"),
   workerNotice: document.getElementById("worker-notice"),

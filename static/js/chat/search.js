@@ -7,6 +7,7 @@ import { api, conversationPath } from "./api.js";
 import { announce, el, state } from "./page.js";
 import { findMessage, renderConversation } from "./messages.js";
 import { updateComposer } from "./composer.js";
+import { apiBadge, apiTokenOf } from "./origin.js";
 import { make, numberFormat } from "./util.js";
 
 // Searching starts this long after the last key press (milliseconds).
@@ -80,7 +81,13 @@ function resultItem(result) {
   var li = make("li", "search-result");
   var link = make("a", "search-link");
   link.href = "#c/" + result.conversation + (result.message ? "/m/" + result.message : "");
-  link.appendChild(make("span", "search-title", String(result.title || "Untitled conversation")));
+  var title = make("span", "search-title", String(result.title || "Untitled conversation"));
+  var token = apiTokenOf(result);
+  if (token) {
+    title.appendChild(document.createTextNode(" "));
+    title.appendChild(apiBadge(token));
+  }
+  link.appendChild(title);
   var where = result.message ? (result.role === "user" ? "You: " : "Assistant: ") : "Title: ";
   var line = make("span", "search-where");
   line.appendChild(make("span", "search-role", where));
