@@ -208,8 +208,9 @@ class ChatConsumer(VerifiedSessionConsumer):
         user may start another answer, retrieve document passages, and store the turn;
         raises ProtocolError for each refusal, before anything is stored."""
         client_id = frame.client_id
-        model = self._model_for(frame)
-        listed = [worker for worker in registry.live_workers() if worker.get("model") == model]
+        live = registry.live_workers()
+        model = self._model_for(frame, live)
+        listed = [worker for worker in live if worker.get("model") == model]
         workers = [w for w in listed if w.get("state") == "ready"]
         if not workers:
             raise _not_ready(
@@ -317,11 +318,13 @@ class ChatConsumer(VerifiedSessionConsumer):
                 protocol.chat_done(message=stream.message_id, finish_reason="error")
             )
 
-    def _model_for(self, frame) -> str:
+    def _model_for(self, frame, workers: list[dict]) -> str:
         """The model this message goes to (the picker's, the conversation's, the default);
         a new version or an edited question stays with the conversation's model."""
         try:
-            return services.model_of(self.user, frame.conversation, getattr(frame, "model", None))
+            return services.model_of(
+                self.user, frame.conversation, getattr(frame, "model", None), workers
+            )
         except services.ConversationNotFound:
             self._record_not_found(frame.conversation)
             raise protocol.ProtocolError(
@@ -335,8 +338,7 @@ class ChatConsumer(VerifiedSessionConsumer):
             ) from None
 
     def _running_generations(self) -> int:
-        services.fail_stale_answers(actor=self.user, scope=self.scope)
-        return services.generations_running(self.user)
+        return services.answers_running(actor=self.user, scope=self.scope)
 
     async def _stop(self, frame: protocol.ChatStop) -> None:
         conversation = str(frame.conversation)

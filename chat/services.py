@@ -32,12 +32,13 @@ class ConversationNotFound(Exception):
 # --- Models ---------------------------------------------------------------------------------
 
 
-def served_models() -> list[str]:
-    """Names of the models some live worker serves or is loading, sorted."""
+def served_models(workers: list[dict] | None = None) -> list[str]:
+    """Names of the models some live worker serves or is loading, sorted; ``workers``: the
+    registry's live workers where the caller has just read them."""
     return sorted(
         {
             worker["model"]
-            for worker in registry.live_workers()
+            for worker in (registry.live_workers() if workers is None else workers)
             if worker.get("model") and worker.get("state") in {"ready", "loading"}
         }
     )
@@ -55,19 +56,21 @@ def may_use_model(user, name: str) -> bool:
     return not groups or user.groups.filter(pk__in=groups).exists()
 
 
-def models_for(user) -> list[str]:
+def models_for(user, workers: list[dict] | None = None) -> list[str]:
     """The model names ``user`` may use, served now or configured as the site's default,
     sorted with the default first."""
-    names = {settings.LLM_DEFAULT_MODEL, *served_models()}
+    names = {settings.LLM_DEFAULT_MODEL, *served_models(workers)}
     allowed = [name for name in names if may_use_model(user, name)]
     return sorted(allowed, key=lambda name: (name != settings.LLM_DEFAULT_MODEL, name))
 
 
-def default_model_for(user) -> str:
+def default_model_for(user, workers: list[dict] | None = None) -> str:
     """The model a new conversation of ``user`` gets: the site's default where they may use
     it and it is served (or nothing is), else the first served model they may use."""
-    allowed = models_for(user)
-    served = set(served_models())
+    if workers is None:
+        workers = registry.live_workers()
+    allowed = models_for(user, workers)
+    served = set(served_models(workers))
     running = [name for name in allowed if name in served]
     if running and allowed[0] not in served:
         return running[0]
@@ -268,15 +271,20 @@ def _as_history(conversation: Conversation, messages: list[Message]) -> list[dic
 
 
 @transaction.atomic
-def fail_stale_answers(*, actor, request=None, scope=None) -> int:
+def fail_stale_answers(*, actor, request=None, scope=None, stale_ids=None) -> int:
     """Answers of ``actor`` still 'being written' long after any worker could be writing them
     (a worker and the browser both went away) become errors, keeping what was written; each
-    is recorded as generation.failed with the reason "stalled". Returns how many."""
+    is recorded as generation.failed with the reason "stalled". Returns how many.
+    ``stale_ids``: those answers, where the caller has already found them."""
     now = timezone.now()
     cutoff = now - datetime.timedelta(seconds=2 * settings.CHAT_STALL_TIMEOUT)
     stale = Message.objects.filter(
         conversation__user=actor, status=Message.Status.STREAMING, created_at__lt=cutoff
     ).select_related("conversation")
+    if stale_ids is not None:
+        if not stale_ids:
+            return 0
+        stale = stale.filter(pk__in=stale_ids)
     ended = 0
     for answer in stale:
         # Only if still streaming: a worker may store it in the meantime (finish_answer).
@@ -312,6 +320,21 @@ def generations_running(user) -> int:
     return stored + sum(count(user) for count in UNSTORED_GENERATION_COUNTERS)
 
 
+def answers_running(*, actor, scope=None) -> int:
+    """``generations_running`` after ``fail_stale_answers``, with one query where nothing is
+    stale (as good as always): the answers being written are read once, and the stale ones
+    among them ended."""
+    cutoff = timezone.now() - datetime.timedelta(seconds=2 * settings.CHAT_STALL_TIMEOUT)
+    streaming = list(
+        Message.objects.filter(
+            conversation__user=actor, status=Message.Status.STREAMING
+        ).values_list("pk", "created_at")
+    )
+    stale = [pk for pk, created_at in streaming if created_at < cutoff]
+    ended = fail_stale_answers(actor=actor, scope=scope, stale_ids=stale) if stale else 0
+    return len(streaming) - ended + sum(count(actor) for count in UNSTORED_GENERATION_COUNTERS)
+
+
 @dataclass(frozen=True)
 class ApiCaller:
     """The token an API call came with, for the conversation it starts when the site keeps
@@ -339,16 +362,19 @@ class GenerationInProgress(Exception):
     """The conversation already has an answer being written."""
 
 
-def model_of(user, conversation_id, chosen: str | None) -> str:
+def model_of(user, conversation_id, chosen: str | None, workers: list[dict] | None = None) -> str:
     """The model a turn goes to: ``chosen`` (a picker's choice) when given, else the model
     the conversation remembers, else the user's default. Raises ModelNotAllowed for a model
-    the user may not use, and ConversationNotFound for someone else's conversation."""
-    if chosen:
-        name = chosen
-    elif conversation_id is not None:
-        name = conversation_of(user, conversation_id).model_name or default_model_for(user)
-    else:
-        name = default_model_for(user)
+    the user may not use, and ConversationNotFound for someone else's conversation.
+    ``workers``: the registry's live workers where the caller has just read them."""
+    name = chosen or (
+        conversation_of(user, conversation_id).model_name if conversation_id is not None else ""
+    )
+    if not name:
+        # The user's default is one they may use (or none, when they may use none).
+        name = default_model_for(user, workers)
+        if name:
+            return name
     if not may_use_model(user, name):
         raise ModelNotAllowed(name)
     return name
