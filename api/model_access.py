@@ -1,16 +1,16 @@
 """Which models an API caller may use, and where a request for one goes: the chat page's
-rules (``chat.services.models_for`` / ``may_use_model``: per-group model access, the site's
+rules (``chat.model_choice.models_for`` / ``may_use_model``: per-group model access, the site's
 default) and its routing (each model's own requests channel, read only by its workers)."""
 
 from accounts.roles import may_chat
-from chat import services as chat_services
+from chat import model_choice
 from chat.inference import messages, registry
 
 
 def models_for(user) -> list[str]:
     if not may_chat(user):
         return []
-    return chat_services.models_for(user)
+    return model_choice.models_for(user)
 
 
 def may_use_model(user, name: str) -> bool:

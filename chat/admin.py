@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.db import transaction
 
 from audit.log import record
-from chat import services
+from chat import model_choice
 from chat.models import ModelAccess
 
 
@@ -20,7 +20,7 @@ class ModelAccessAdmin(admin.ModelAdmin):
 
     def get_form(self, request, obj=None, **kwargs):
         form = super().get_form(request, obj, **kwargs)
-        served = ", ".join(services.served_models()) or "none right now"
+        served = ", ".join(model_choice.served_models()) or "none right now"
         form.base_fields["model_name"].help_text += f" Served now: {served}."
         return form
 

@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from accounts.roles import may_chat
 from accounts.websocket import REFUSAL_HOLDER, VerifiedSessionConsumer
 from audit.log import record_probe
-from chat import conversation_settings, protocol, retrieval, services
+from chat import conversation_settings, model_choice, protocol, retrieval, services
 from chat.inference import messages, registry
 from chat.inference.worker import ensure_embedded_worker
 from core import metrics
@@ -322,7 +322,7 @@ class ChatConsumer(VerifiedSessionConsumer):
         """The model this message goes to (the picker's, the conversation's, the default);
         a new version or an edited question stays with the conversation's model."""
         try:
-            return services.model_of(
+            return model_choice.model_of(
                 self.user, frame.conversation, getattr(frame, "model", None), workers
             )
         except services.ConversationNotFound:
@@ -330,7 +330,7 @@ class ChatConsumer(VerifiedSessionConsumer):
             raise protocol.ProtocolError(
                 protocol.NOT_FOUND, "That conversation does not exist.", frame.client_id
             ) from None
-        except services.ModelNotAllowed as refused:
+        except model_choice.ModelNotAllowed as refused:
             raise protocol.ProtocolError(
                 protocol.MODEL_NOT_ALLOWED,
                 f"You may not use the model {refused}; pick another one.",

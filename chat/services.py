@@ -1,5 +1,7 @@
-"""The only code that changes chat data. Each function is atomic and writes its audit event
-in the same transaction."""
+"""The only code that changes chat data: conversations and their list, turns, versions,
+answers being written and their end, erasure. Each function is atomic and writes its audit
+event in the same transaction. Which model a turn goes to is chat.model_choice; how a
+conversation is shown and exported, chat.exports."""
 
 import datetime
 import json
@@ -14,8 +16,7 @@ from accounts.erasure import ErasureRefused, refuse_if_held
 from audit.log import record
 from chat import retrieval
 from chat.conversation_settings import ChatSettings, apply_settings, settings_params
-from chat.inference import registry
-from chat.models import AnswerSources, Conversation, Message, ModelAccess, origin_as_dict
+from chat.models import AnswerSources, Conversation, Message, origin_as_dict
 from core import datakeys
 from core.labels import one_line_label
 
@@ -27,58 +28,6 @@ MODEL_NAME_MAX = 200
 
 class ConversationNotFound(Exception):
     """The conversation does not exist or belongs to someone else (same answer for both)."""
-
-
-# --- Models ---------------------------------------------------------------------------------
-
-
-def served_models(workers: list[dict] | None = None) -> list[str]:
-    """Names of the models some live worker serves or is loading, sorted; ``workers``: the
-    registry's live workers where the caller has just read them."""
-    return sorted(
-        {
-            worker["model"]
-            for worker in (registry.live_workers() if workers is None else workers)
-            if worker.get("model") and worker.get("state") in {"ready", "loading"}
-        }
-    )
-
-
-def may_use_model(user, name: str) -> bool:
-    """Whether ``user`` may chat with the model ``name``: every active user may, unless an
-    admin restricted it to groups (``ModelAccess``) and they are in none of them."""
-    if not (user and user.is_active and name):
-        return False
-    access = ModelAccess.objects.filter(model_name=name).first()
-    if access is None:
-        return True
-    groups = list(access.groups.values_list("pk", flat=True))
-    return not groups or user.groups.filter(pk__in=groups).exists()
-
-
-def models_for(user, workers: list[dict] | None = None) -> list[str]:
-    """The model names ``user`` may use, served now or configured as the site's default,
-    sorted with the default first."""
-    names = {settings.LLM_DEFAULT_MODEL, *served_models(workers)}
-    allowed = [name for name in names if may_use_model(user, name)]
-    return sorted(allowed, key=lambda name: (name != settings.LLM_DEFAULT_MODEL, name))
-
-
-def default_model_for(user, workers: list[dict] | None = None) -> str:
-    """The model a new conversation of ``user`` gets: the site's default where they may use
-    it and it is served (or nothing is), else the first served model they may use."""
-    if workers is None:
-        workers = registry.live_workers()
-    allowed = models_for(user, workers)
-    served = set(served_models(workers))
-    running = [name for name in allowed if name in served]
-    if running and allowed[0] not in served:
-        return running[0]
-    return allowed[0] if allowed else ""
-
-
-class ModelNotAllowed(Exception):
-    """The user may not use that model (an admin restricted it to other groups)."""
 
 
 def conversations_of(user):
@@ -132,17 +81,6 @@ def conversation_page(
     rows = rows[:limit]
     cursor = f"{rows[-1].updated_at.isoformat()}|{rows[-1].pk}" if more and rows else None
     return ListPage(pinned + rows, cursor)
-
-
-def origin_line(conversation: Conversation) -> str:
-    """A sentence saying that an API call started the conversation, with its token; empty for
-    the page's conversations."""
-    if conversation.origin != Conversation.Origin.API:
-        return ""
-    return (
-        f"Started by an API call with the token “{conversation.api_token_name}” "
-        f"({conversation.api_token_prefix}…)."
-    )
 
 
 def conversation_as_item(conversation: Conversation) -> dict:
@@ -360,24 +298,6 @@ class Turn:
 
 class GenerationInProgress(Exception):
     """The conversation already has an answer being written."""
-
-
-def model_of(user, conversation_id, chosen: str | None, workers: list[dict] | None = None) -> str:
-    """The model a turn goes to: ``chosen`` (a picker's choice) when given, else the model
-    the conversation remembers, else the user's default. Raises ModelNotAllowed for a model
-    the user may not use, and ConversationNotFound for someone else's conversation.
-    ``workers``: the registry's live workers where the caller has just read them."""
-    name = chosen or (
-        conversation_of(user, conversation_id).model_name if conversation_id is not None else ""
-    )
-    if not name:
-        # The user's default is one they may use (or none, when they may use none).
-        name = default_model_for(user, workers)
-        if name:
-            return name
-    if not may_use_model(user, name):
-        raise ModelNotAllowed(name)
-    return name
 
 
 def _locked(actor, conversation_id) -> Conversation:
@@ -726,104 +646,3 @@ def erase_conversations_of(*, sender, user, actor, **kwargs) -> dict[str, int]:
     }
     conversations.delete()
     return counts
-
-
-def _as_markdown(conversation: Conversation, messages) -> str:
-    versions = Versions.of(conversation)
-    shown = thread(conversation, versions)
-    shown_ids = {m.pk for m in shown}
-    lines = [f"# {conversation.title}", ""]
-    if origin := origin_line(conversation):
-        lines += [f"_{origin}_", ""]
-    for message in shown:
-        lines += _markdown_message(message, versions)
-    earlier = [m for m in messages if m.pk not in shown_ids]
-    if earlier:
-        lines += ["---", "", "# Earlier versions", ""]
-        for message in earlier:
-            lines += _markdown_message(message, versions)
-    return "\n".join(lines)
-
-
-def _markdown_message(message: Message, versions: Versions) -> list[str]:
-    who = "You" if message.role == Message.Role.USER else f"Assistant ({message.model_name})"
-    stamp = message.created_at.strftime("%Y-%m-%d %H:%M UTC")
-    note = "" if message.status == Message.Status.COMPLETE else f" — {message.get_status_display()}"
-    siblings = versions.siblings(message.pk)
-    if len(siblings) > 1:
-        note += f" (version {siblings.index(message.pk) + 1} of {len(siblings)})"
-    lines = [f"## {who}, {stamp}{note}", "", message.content, ""]
-    citations = citations_of(message)
-    for number, citation in enumerate(citations, start=1):
-        page = f", page {citation['page']}" if citation.get("page") else ""
-        quote = " ".join(citation["quote"].split())
-        lines.append(f"> [{number}] {citation['name']}{page}: {quote}")
-    if citations:
-        lines.append("")
-    return lines
-
-
-def message_as_dict(message: Message) -> dict:
-    """A message as the chat API and the JSON export show it."""
-    return {
-        "id": str(message.pk),
-        "parent": str(message.parent_id) if message.parent_id else None,
-        "role": message.role,
-        "content": message.content,
-        "status": message.status,
-        "model": message.model_name,
-        "created_at": message.created_at.isoformat(),
-        "prompt_tokens": message.prompt_tokens,
-        "completion_tokens": message.completion_tokens,
-        "citations": citations_of(message),
-        "time_to_first_token_ms": message.time_to_first_token_ms,
-        "duration_ms": message.duration_ms,
-    }
-
-
-def thread_as_dicts(conversation: Conversation) -> list[dict]:
-    """The thread shown, each message with the ids of its versions (itself included)."""
-    versions = Versions.of(conversation)
-    return [
-        {**message_as_dict(m), "versions": [str(pk) for pk in versions.siblings(m.pk)]}
-        for m in thread(conversation, versions)
-    ]
-
-
-def _as_json(conversation: Conversation, messages) -> str:
-    """Every message, earlier versions too: ``parent`` links each to the one it follows and
-    ``thread`` lists the ids of the version shown."""
-    return json.dumps(
-        {
-            "id": str(conversation.pk),
-            "title": conversation.title,
-            "created_at": conversation.created_at.isoformat(),
-            **origin_as_dict(conversation),
-            "thread": [str(m.pk) for m in thread(conversation)],
-            "messages": [message_as_dict(m) for m in messages],
-        },
-        ensure_ascii=False,
-        indent=2,
-    )
-
-
-EXPORT_FORMATS = {
-    "md": ("text/markdown; charset=utf-8", _as_markdown),
-    "json": ("application/json; charset=utf-8", _as_json),
-}
-
-
-@transaction.atomic
-def export(*, actor, conversation: Conversation, export_format: str, request=None):
-    """(content type, body) of the conversation as Markdown or JSON; recorded."""
-    content_type, render = EXPORT_FORMATS[export_format]
-    messages = list(conversation.messages.select_related("sources").order_by("created_at"))
-    record(
-        "conversation.exported",
-        actor=actor,
-        request=request,
-        target=conversation,
-        format=export_format,
-        message_count=len(messages),
-    )
-    return content_type, render(conversation, messages)

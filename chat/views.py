@@ -13,7 +13,7 @@ from accounts.roles import may_chat
 from audit.log import record_probe
 from chat import conversation_search as chat_search
 from chat import conversation_settings as chat_settings
-from chat import search, services
+from chat import exports, model_choice, search, services
 from chat.inference import registry
 from chat.inference.params import MAX_TEMPERATURE
 from core.json_input import JSONInputError, parse_json
@@ -144,7 +144,7 @@ def conversation_detail(request, conversation_id):
             "title": conversation.title,
             "model": conversation.model_name,
             **services.origin_as_dict(conversation),
-            "messages": services.thread_as_dicts(conversation),
+            "messages": exports.thread_as_dicts(conversation),
             "settings": chat_settings.settings_as_dict(conversation),
         }
     )
@@ -264,7 +264,7 @@ def conversation_show_version(request, conversation_id):
             "title": conversation.title,
             "model": conversation.model_name,
             **services.origin_as_dict(conversation),
-            "messages": services.thread_as_dicts(conversation),
+            "messages": exports.thread_as_dicts(conversation),
         }
     )
 
@@ -316,7 +316,7 @@ def conversation_export(request, conversation_id, export_format):
         conversation = services.conversation_of(request.user, conversation_id)
     except services.ConversationNotFound:
         return _not_found(request, conversation_id)
-    content_type, body = services.export(
+    content_type, body = exports.export(
         actor=request.user, conversation=conversation, export_format=export_format, request=request
     )
     response = HttpResponse(body, content_type=content_type)
@@ -334,7 +334,7 @@ def worker_status(request):
     ``workers``, as the status line shows it) and per model for the picker (``models``, with
     ``default``, the model a new conversation gets)."""
     workers = registry.live_workers()
-    allowed = services.models_for(request.user)
+    allowed = model_choice.models_for(request.user)
     mine = [w for w in workers if w.get("model") in allowed]
     models = [{"name": name, "state": _model_state(mine, name)} for name in allowed]
     ready = [w for w in mine if w.get("state") == "ready"]
@@ -353,7 +353,7 @@ def worker_status(request):
             "model": model,
             "workers": len(ready),
             "models": models,
-            "default": services.default_model_for(request.user),
+            "default": model_choice.default_model_for(request.user),
         }
     )
 

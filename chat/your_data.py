@@ -1,8 +1,8 @@
 """The chat's section of a user's data archive (core.personal_data): each conversation as
 JSON and as Markdown, as the conversation export writes them."""
 
+from chat.exports import EXPORT_FORMATS
 from chat.models import Conversation
-from chat.services import EXPORT_FORMATS
 from core import personal_data
 
 

@@ -5,7 +5,7 @@ from asgiref.sync import sync_to_async
 from django.db import connections
 
 from audit.models import AuditEvent
-from chat import services
+from chat import exports
 from chat.models import Conversation, Message
 from tests.support.inference import ScriptedEngine, ScriptedScheduler, running_worker
 from tests.support.websockets import send, until_done
@@ -45,7 +45,7 @@ async def test_regenerate_streams_a_new_version_of_the_latest_answer(chat, worke
     assert started["message"] != first_answer
     assert done["finish_reason"] == "stop"
     stored = await Conversation.objects.aget(pk=conversation)
-    thread = await sync_to_async(services.thread_as_dicts)(stored)
+    thread = await sync_to_async(exports.thread_as_dicts)(stored)
     assert [m["role"] for m in thread] == ["user", "assistant"]
     assert thread[-1]["versions"] == [first_answer, started["message"]]
     assert await AuditEvent.objects.filter(action="generation.regenerated").aexists()
@@ -68,7 +68,7 @@ async def test_edit_resends_the_question_and_keeps_the_old_one(chat, worker, emp
 
     assert done["finish_reason"] == "stop"
     stored = await Conversation.objects.aget(pk=conversation)
-    thread = await sync_to_async(services.thread_as_dicts)(stored)
+    thread = await sync_to_async(exports.thread_as_dicts)(stored)
     assert thread[0]["content"] == "What is the capital of Italy?"
     assert thread[0]["versions"][0] == str(question.pk)
     assert await Message.objects.filter(role="user").acount() == 2

@@ -10,7 +10,7 @@ from django.core.cache import cache
 from django.db import connections
 
 from audit.models import AuditEvent
-from chat import services
+from chat import model_choice
 from chat.inference import registry
 from chat.models import Conversation, Message, ModelAccess
 from tests.support.inference import ScriptedEngine, ScriptedScheduler, running_worker
@@ -52,8 +52,8 @@ def restrict(model: str, *group_names: str) -> ModelAccess:
 def test_an_unrestricted_model_is_open_to_every_employee(employee):
     registry.beat("w1", {"state": "ready", "model": "large-model"})
 
-    assert services.models_for(employee) == ["small-model", "large-model"]
-    assert services.may_use_model(employee, "large-model")
+    assert model_choice.models_for(employee) == ["small-model", "large-model"]
+    assert model_choice.may_use_model(employee, "large-model")
     registry.forget("w1")
 
 
@@ -62,28 +62,28 @@ def test_a_model_restricted_to_groups_is_only_for_their_members(employee, other_
     restrict("large-model", "Research")
     Group.objects.get(name="Research").user_set.add(other_employee)
 
-    assert services.models_for(employee) == ["small-model"]
-    assert not services.may_use_model(employee, "large-model")
-    assert services.models_for(other_employee) == ["small-model", "large-model"]
+    assert model_choice.models_for(employee) == ["small-model"]
+    assert not model_choice.may_use_model(employee, "large-model")
+    assert model_choice.models_for(other_employee) == ["small-model", "large-model"]
     registry.forget("w1")
 
 
 def test_a_restriction_without_groups_restricts_nobody(employee):
     restrict("small-model")
 
-    assert services.may_use_model(employee, "small-model")
+    assert model_choice.may_use_model(employee, "small-model")
 
 
 def test_an_inactive_user_may_use_no_model(employee):
     employee.is_active = False
 
-    assert not services.may_use_model(employee, "small-model")
+    assert not model_choice.may_use_model(employee, "small-model")
 
 
 def test_a_new_conversation_gets_a_served_model_when_the_default_is_not_served(employee):
     registry.beat("w1", {"state": "ready", "model": "large-model"})
 
-    assert services.default_model_for(employee) == "large-model"
+    assert model_choice.default_model_for(employee) == "large-model"
     registry.forget("w1")
 
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from audit.models import AuditEvent
-from chat import services
+from chat import exports, services
 from chat.models import Message
 from tests.chat.test_storage import every_stored_text
 from tests.support.personas import login_2fa
@@ -61,7 +61,7 @@ def test_regenerating_keeps_the_old_answer_as_an_earlier_version(employee):
         "Second question",
         "Second answer, again",
     ]
-    versions = services.thread_as_dicts(conversation)[-1]["versions"]
+    versions = exports.thread_as_dicts(conversation)[-1]["versions"]
     assert versions == [str(second.answer.pk), str(again.answer.pk)]
     event = AuditEvent.objects.get(action="generation.regenerated")
     assert event.details["replaces"] == str(second.answer.pk)
@@ -104,7 +104,7 @@ def test_editing_a_question_continues_from_it_and_keeps_the_old_tail(employee):
 
     assert edited.history == [{"role": "user", "content": "First question, better put"}]
     assert shown(conversation) == ["First question, better put", "A better answer"]
-    thread = services.thread_as_dicts(conversation)
+    thread = exports.thread_as_dicts(conversation)
     assert thread[0]["versions"] == [str(first.question.pk), str(edited.question.pk)]
     # The old question shows the whole old tail again.
     services.show_version(actor=employee, conversation=conversation, message_id=first.question.pk)
@@ -160,8 +160,8 @@ def test_the_export_holds_every_version(employee):
         "Second answer, again",
     )
 
-    _, markdown = services.export(actor=employee, conversation=conversation, export_format="md")
-    _, body = services.export(actor=employee, conversation=conversation, export_format="json")
+    _, markdown = exports.export(actor=employee, conversation=conversation, export_format="md")
+    _, body = exports.export(actor=employee, conversation=conversation, export_format="json")
 
     assert markdown.index("Second answer, again") < markdown.index("# Earlier versions")
     assert markdown.index("# Earlier versions") < markdown.index("Second answer\n")

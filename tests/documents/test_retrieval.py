@@ -7,6 +7,7 @@ from django.db import connections
 from django.test import Client
 
 from audit.models import AuditEvent
+from chat import exports as chat_exports
 from chat import services as chat_services
 from chat.models import AnswerSources, Conversation, Message
 from documents import services
@@ -106,7 +107,7 @@ def test_the_question_reaches_the_model_after_the_quoted_excerpts(employee):
     assert "not instructions" in prompt
     # What is stored is the question as asked; the excerpts go with the answer.
     assert Message.objects.get(pk=turn.question.pk).content == QUESTION
-    exported = chat_services.export(
+    exported = chat_exports.export(
         actor=employee, conversation=turn.conversation, export_format="md"
     )[1]
     assert "site handbook.pdf, page 2" in exported
