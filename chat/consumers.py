@@ -284,16 +284,17 @@ class ChatConsumer(VerifiedSessionConsumer):
             citations=citations,
         )
         self.streams[request_id] = stream
-        await self.send_json(
-            protocol.chat_started(
-                conversation=stream.conversation_id,
-                question=str(turn.question.pk),
-                message=stream.message_id,
-                model=turn.answer.model_name,
-                client_id=client_id,
-            )
+        started = protocol.chat_started(
+            conversation=stream.conversation_id,
+            question=str(turn.question.pk),
+            message=stream.message_id,
+            model=turn.answer.model_name,
+            client_id=client_id,
         )
         try:
+            # The request goes first, chat.started to the browser while the worker reads it.
+            # Nothing from the worker can overtake chat.started: this consumer handles one
+            # message at a time, and this one is not finished until chat.started is sent.
             await self.channel_layer.send(
                 messages.requests_channel(model),
                 messages.generate(
@@ -311,12 +312,15 @@ class ChatConsumer(VerifiedSessionConsumer):
             await database_sync_to_async(services.finish_answer)(
                 message_id=stream.message_id, content="", finish_reason="error"
             )
+            await self.send_json(started)
             await self.send_json(
                 protocol.ProtocolError(protocol.UNAVAILABLE, UNAVAILABLE_DETAIL, client_id).frame()
             )
             await self.send_json(
                 protocol.chat_done(message=stream.message_id, finish_reason="error")
             )
+            return
+        await self.send_json(started)
 
     def _model_for(self, frame, workers: list[dict]) -> str:
         """The model this message goes to (the picker's, the conversation's, the default);

@@ -506,6 +506,17 @@ FINISH_ACTION = {
     Message.Status.CANCELLED: "generation.cancelled",
     Message.Status.ERROR: "generation.failed",
 }
+# What finishing an answer writes (the text's search bits come with its content).
+FINISHED_FIELDS = [
+    "content",
+    "status",
+    "prompt_tokens",
+    "completion_tokens",
+    "time_to_first_token_ms",
+    "duration_ms",
+    "finished_at",
+    "model_name",
+]
 
 
 @transaction.atomic
@@ -524,7 +535,8 @@ def finish_answer(
     wins (a worker finishing normally, or a consumer giving up on a stalled one)."""
     status = FINISH_STATUS.get(finish_reason, Message.Status.ERROR)
     answer = (
-        Message.objects.select_for_update()
+        # Only the answer's row is locked: the conversation and its owner are read with it.
+        Message.objects.select_for_update(of=("self",))
         .select_related("conversation__user")
         .filter(pk=message_id, status=Message.Status.STREAMING)
         .first()
@@ -540,7 +552,7 @@ def finish_answer(
     answer.finished_at = timezone.now()
     if model_name:
         answer.model_name = model_name[:MODEL_NAME_MAX]
-    answer.save()
+    answer.save(update_fields=FINISHED_FIELDS)
     Conversation.objects.filter(pk=answer.conversation_id).update(updated_at=answer.finished_at)
     record(
         FINISH_ACTION[status],

@@ -362,8 +362,19 @@ class InferenceWorker:
                 )
 
     async def _finish(self, generation: Generation, finish_reason: str, usage: dict):
-        """Store the answer, then tell the asker (in that order: a reload sees it stored)."""
+        """Store the answer, then tell the asker (in that order: a reload sees it stored).
+        The text not yet sent goes out while the answer is being stored: the asker sees the
+        whole answer at once, and ``inference.done`` still comes after it."""
         ended = time.monotonic()
+        tail = None
+        if generation.pending:
+            tail = asyncio.create_task(
+                self._send(
+                    generation.reply_to,
+                    messages.delta(request_id=generation.request_id, text=generation.pending),
+                )
+            )
+            generation.pending = ""
         ttft = (
             round((generation.first_token_at - generation.started) * 1000)
             if generation.first_token_at
@@ -387,12 +398,8 @@ class InferenceWorker:
         except Exception:
             logger.exception("Could not store the answer %s", generation.message_id)
             finish_reason = "error"
-        if generation.pending:
-            await self._send(
-                generation.reply_to,
-                messages.delta(request_id=generation.request_id, text=generation.pending),
-            )
-            generation.pending = ""
+        if tail is not None:
+            await tail
         generation.observed.finished(finish_reason)
         await self._send(
             generation.reply_to,
