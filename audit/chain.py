@@ -80,9 +80,14 @@ def _locked_head() -> AuditChainHead:
 
 
 def append(**fields) -> AuditEvent:
-    """Add one event at the end of the chain, inside the caller's transaction if any."""
+    """Add one event at the end of the chain, inside the caller's transaction if any.
+
+    No savepoint of its own: an event that cannot be written dooms the caller's whole
+    transaction, so no action commits without its event (and two round trips per event are
+    saved). Code that must survive a failed event gives it a savepoint itself
+    (``audit.log.record_probe``)."""
     kid, key = signing_key()
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         head = _locked_head()
         event = AuditEvent(
             sequence=head.sequence + 1,

@@ -188,7 +188,10 @@ def record_probe(action: str, *, source: str, **kwargs) -> AuditEvent | None:
     if not _within_rate(action, source):
         return None
     try:
-        return record(action, **kwargs)
+        # A savepoint of its own: a probe that cannot be recorded leaves the caller's
+        # transaction usable (record() alone would doom it, see audit.chain.append).
+        with transaction.atomic():
+            return record(action, **kwargs)
     except Exception:
         mirror_logger.exception("%s could not be written to the audit log", action)
         return None

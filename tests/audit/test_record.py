@@ -171,3 +171,48 @@ async def test_a_refused_websocket_is_recorded_with_the_client_address():
         "/ws/chat/",
     )
     await sync_to_async(connections.close_all)()
+
+
+@pytest.fixture
+def failing_insert(monkeypatch):
+    from django.db import DatabaseError
+
+    def save(self, *args, **kwargs):
+        raise DatabaseError("the audit table cannot be written")
+
+    monkeypatch.setattr(AuditEvent, "save", save)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_action_whose_event_fails_does_not_commit(employee, failing_insert):
+    from django.db import DatabaseError, transaction
+
+    from chat.models import Conversation
+    from django.db.transaction import TransactionManagementError
+
+    with pytest.raises(TransactionManagementError):
+        with transaction.atomic():
+            Conversation.objects.create(user=employee, title="granted")
+            # Even code that swallows the failure cannot go on and commit without the event.
+            with pytest.raises(DatabaseError):
+                record("conversation.created", actor=employee, target="conversation:1")
+            Conversation.objects.count()
+    assert not Conversation.objects.filter(user=employee).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_probe_that_cannot_be_recorded_leaves_the_callers_work_intact(
+    employee, failing_insert, caplog
+):
+    from django.db import transaction
+
+    from chat.models import Conversation
+
+    from audit.log import record_probe
+
+    with transaction.atomic():
+        Conversation.objects.create(user=employee, title="kept")
+        assert record_probe("conversation.not_found", source="10.9.9.9", target="x") is None
+        Conversation.objects.create(user=employee, title="kept too")
+    assert Conversation.objects.filter(user=employee).count() == 2
+    assert "could not be written to the audit log" in caplog.text
