@@ -51,6 +51,10 @@ CONTEXT_FIELDS = ("max_model_len", "context_length", "context_window", "max_cont
 CONNECT_TIMEOUT_SECONDS = 10.0
 # What an error response of the engine is quoted with in the log, at most.
 ERROR_BODY_MAX = 300
+# After [DONE], the engine ends the response at once; reading up to that end keeps the
+# connection for the next answer (one cut short is closed, and the next one connects anew).
+# An engine that keeps the stream open longer loses its connection, not the answer.
+DRAIN_SECONDS = 1.0
 # The engines' finish reasons that mean the answer was cut at its length limit.
 LENGTH_REASONS = frozenset({"length", "max_tokens"})
 
@@ -286,11 +290,13 @@ class UpstreamEngine:
                     raise UpstreamError(
                         f"HTTP {response.status_code} from {self.base}: {text[:ERROR_BODY_MAX]}"
                     )
-                async for line in response.aiter_lines():
+                lines = response.aiter_lines()
+                async for line in lines:
                     if not line.startswith("data:"):
                         continue  # comments (": ping"), event names, blank separators
                     data = line[5:].strip()
                     if data == "[DONE]":
+                        await _read_to_end(lines)
                         break
                     try:
                         chunk = json.loads(data)
@@ -313,6 +319,20 @@ class UpstreamEngine:
         if finish is None:
             raise UpstreamError(f"The stream from {self.base} ended before the answer did.")
         return ("length" if finish in LENGTH_REASONS else "stop"), usage
+
+
+async def _read_to_end(lines) -> None:
+    """Read what is left of a response after [DONE] (normally nothing), for at most
+    DRAIN_SECONDS, so that its connection can serve the next answer."""
+
+    async def drain():
+        async for _ in lines:
+            pass
+
+    try:
+        await asyncio.wait_for(drain(), DRAIN_SECONDS)
+    except (TimeoutError, httpx.HTTPError):
+        pass  # the connection is closed instead of reused; the answer is complete
 
 
 def upstream_api_key() -> str:

@@ -25,11 +25,14 @@ class ScriptedEngine:
     and /v1/chat/completions streaming PIECES as server-sent events. ``received`` is set
     when a completion request has been read whole; the answer starts once ``go`` is set."""
 
-    def __init__(self):
+    def __init__(self, *, linger: float = 0.0):
         self.received = asyncio.Event()
         self.go = asyncio.Event()
         self.bodies: list[dict] = []
         self.server = None
+        # Connections opened by the worker; seconds to keep a response open after [DONE].
+        self.connections = 0
+        self.linger = linger
 
     async def __aenter__(self):
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -46,6 +49,7 @@ class ScriptedEngine:
         return f"http://127.0.0.1:{self.port}"
 
     async def _serve(self, reader, writer):
+        self.connections += 1
         try:
             while True:
                 request_line = await reader.readline()
@@ -79,6 +83,7 @@ class ScriptedEngine:
                     writer, {"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 5}}
                 )
                 await self._chunk(writer, b"data: [DONE]\n\n")
+                await asyncio.sleep(self.linger)
                 await self._chunk(writer, b"")
         except (ConnectionError, asyncio.IncompleteReadError):
             return
@@ -190,3 +195,34 @@ async def test_a_stop_while_the_request_is_on_its_way_ends_the_answer():
 
     assert [m["type"] for m in received] == [messages.STARTED, messages.DONE]
     assert received[-1]["finish_reason"] == "cancelled"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_answers_one_after_another_share_one_connection():
+    async with ScriptedEngine() as scripted:
+        scripted.go.set()
+        worker = UpstreamWorker(_engine(scripted.url), name="u")
+        async with running(worker):
+            for _ in range(3):
+                _, reply_to = await _ask(worker)
+                assert (await _replies(reply_to))[-1]["finish_reason"] == "stop"
+    # One for the model list at start, one for all three answers: each response is read to
+    # its end, so its connection serves the next answer.
+    assert scripted.connections == 2
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_engine_that_keeps_the_response_open_after_done_still_ends_the_answer(
+    monkeypatch,
+):
+    from chat.inference import upstream
+
+    monkeypatch.setattr(upstream, "DRAIN_SECONDS", 0.2)
+    async with ScriptedEngine(linger=30) as scripted:
+        scripted.go.set()
+        worker = UpstreamWorker(_engine(scripted.url), name="u")
+        async with running(worker):
+            _, reply_to = await _ask(worker)
+            received = await asyncio.wait_for(_replies(reply_to), 5)
+    assert received[-1]["finish_reason"] == "stop"
+    assert "".join(m["text"] for m in received[1:-1]) == "".join(PIECES)
