@@ -17,6 +17,7 @@ from characters, since the engine's tokenizer is not here.
 """
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import logging
@@ -329,10 +330,9 @@ async def _read_to_end(lines) -> None:
         async for _ in lines:
             pass
 
-    try:
+    # Past that, the connection is closed instead of reused; the answer is complete.
+    with contextlib.suppress(TimeoutError, httpx.HTTPError):
         await asyncio.wait_for(drain(), DRAIN_SECONDS)
-    except (TimeoutError, httpx.HTTPError):
-        pass  # the connection is closed instead of reused; the answer is complete
 
 
 def upstream_api_key() -> str:

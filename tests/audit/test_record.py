@@ -186,17 +186,16 @@ def failing_insert(monkeypatch):
 @pytest.mark.django_db(transaction=True)
 def test_an_action_whose_event_fails_does_not_commit(employee, failing_insert):
     from django.db import DatabaseError, transaction
-
-    from chat.models import Conversation
     from django.db.transaction import TransactionManagementError
 
-    with pytest.raises(TransactionManagementError):
-        with transaction.atomic():
-            Conversation.objects.create(user=employee, title="granted")
-            # Even code that swallows the failure cannot go on and commit without the event.
-            with pytest.raises(DatabaseError):
-                record("conversation.created", actor=employee, target="conversation:1")
-            Conversation.objects.count()
+    from chat.models import Conversation
+
+    with pytest.raises(TransactionManagementError), transaction.atomic():
+        Conversation.objects.create(user=employee, title="granted")
+        # Even code that swallows the failure cannot go on and commit without the event.
+        with pytest.raises(DatabaseError):
+            record("conversation.created", actor=employee, target="conversation:1")
+        Conversation.objects.count()
     assert not Conversation.objects.filter(user=employee).exists()
 
 
@@ -206,9 +205,8 @@ def test_a_probe_that_cannot_be_recorded_leaves_the_callers_work_intact(
 ):
     from django.db import transaction
 
-    from chat.models import Conversation
-
     from audit.log import record_probe
+    from chat.models import Conversation
 
     with transaction.atomic():
         Conversation.objects.create(user=employee, title="kept")
