@@ -76,9 +76,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--rounds",
             type=int,
-            default=5,
+            default=15,
             help="with --upstream: rounds per level, direct and web path in turn; tokens/s "
-            "are the rounds' median",
+            "are the rounds' median (one user's level is one answer a round: fewer rounds "
+            "than this move the ratio by several hundredths from run to run)",
         )
         # Internal: the in-process phases run in a child process each (own peak memory).
         parser.add_argument("--phase", choices=["baseline", "engine"], help=argparse.SUPPRESS)
