@@ -1,7 +1,8 @@
 """On a site that keeps API calls (API_STORE_CONVERSATIONS=true), a call made with the
 official `openai` client shows in the caller's history in Chromium with an "API" badge and
-the token's name (as text, however it is written), and the conversation says which token
-started it; a conversation started on the page has neither."""
+the token's name (as text, however it is written), in the list and in search results, and
+the conversation says which token started it; a conversation started on the page has
+neither."""
 
 import openai
 import pytest
@@ -72,6 +73,21 @@ def test_a_kept_api_call_shows_in_the_history_with_its_token(site, page_for, scr
     expect(badge.locator("b")).to_have_count(0)
     expect(from_page.locator(".origin-badge")).to_have_count(0)
     screenshots.take(page, "history-with-an-api-call")
+
+    # Search results carry the same badge, as text; a result from the page has none.
+    search = page.get_by_role("searchbox", name="Search your conversations")
+    search.fill("through")
+    results = page.locator(".search-result")
+    expect(results).not_to_have_count(0)
+    expect(results.locator(".origin-badge-token").first).to_have_text(TOKEN_NAME)
+    expect(results.locator(".origin-badge b")).to_have_count(0)
+    screenshots.take(page, "search-result-from-an-api-call")
+    search.fill("typed")
+    # Its title and its question: both from the page, neither with a badge.
+    expect(page.locator("#search-status")).to_have_text("2 results.")
+    expect(page.locator(".search-result .origin-badge")).to_have_count(0)
+    search.press("Escape")
+    expect(page.locator("#conversation-list")).to_be_visible()
 
     from_api.locator(".conversation-link").click()
     expect(page.locator("#conversation-origin")).to_be_visible()
