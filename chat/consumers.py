@@ -241,9 +241,12 @@ class ChatConsumer(VerifiedSessionConsumer):
                     self.user, frame.content, frame.sources, max_chars=settings.RETRIEVAL_MAX_CHARS
                 )
             except retrieval.SourcesRefused as refused:
-                raise protocol.ProtocolError(
-                    protocol.SOURCE_NOT_FOUND, str(refused), client_id
-                ) from None
+                code = (
+                    protocol.SOURCE_UNSEARCHABLE
+                    if isinstance(refused, retrieval.SourcesUnsearchable)
+                    else protocol.SOURCE_NOT_FOUND
+                )
+                raise protocol.ProtocolError(code, str(refused), client_id) from None
         try:
             turn = self._start_turn(frame, model, citations)
         except services.MessageNotFound:

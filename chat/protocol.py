@@ -23,6 +23,9 @@ TOO_LARGE = "too_large"  # frame or message over the size limit
 UNKNOWN_TYPE = "unknown_type"
 NOT_FOUND = "not_found"  # no such conversation of yours
 SOURCE_NOT_FOUND = "source_not_found"  # an attached document or collection you may not read
+# An attached document that cannot be searched for now (the site changed its embedding model
+# and the one that indexed it is missing until it is indexed again): try again later.
+SOURCE_UNSEARCHABLE = "source_unsearchable"
 BUSY = "busy"  # every worker's queue is full
 NO_WORKER = "no_worker"  # no inference worker is running, or every one failed to start
 LOADING = "loading"  # workers are running but still loading their model; nothing was saved
@@ -40,6 +43,7 @@ ERROR_CODES = frozenset(
         UNKNOWN_TYPE,
         NOT_FOUND,
         SOURCE_NOT_FOUND,
+        SOURCE_UNSEARCHABLE,
         BUSY,
         NO_WORKER,
         LOADING,

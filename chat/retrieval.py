@@ -20,6 +20,12 @@ class SourcesRefused(Exception):
     """Sources that cannot be used; the message is a sentence for the person asking."""
 
 
+class SourcesUnsearchable(SourcesRefused):
+    """Sources the person may read that cannot be searched for now (the embedding model that
+    indexed them is missing while they are indexed again): worth trying again later, unlike
+    a source that is not theirs."""
+
+
 @dataclass(frozen=True)
 class Sources:
     documents: tuple[str, ...] = field(default_factory=tuple)

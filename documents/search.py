@@ -17,7 +17,7 @@ import numpy as np
 from django.conf import settings
 from django.db.models import Q
 
-from chat.retrieval import Sources, SourcesRefused
+from chat.retrieval import Sources, SourcesRefused, SourcesUnsearchable
 from core.labels import one_line_label
 from documents.embedding import embed_texts, model_for, searchable
 from documents.models import Chunk, Document
@@ -80,7 +80,7 @@ class DocumentSearch:
                 len(missing),
                 ", ".join(sorted({d.embedding_model for d in missing})),
             )
-            raise SourcesRefused(unsearchable([str(d.name) for d in missing]))
+            raise SourcesUnsearchable(unsearchable([str(d.name) for d in missing]))
         scored = []
         for model, group in by_model.items():
             query = embed_texts([question], model)[0]

@@ -12,7 +12,7 @@ import shutil
 import pytest
 
 from audit.models import AuditEvent
-from chat.retrieval import Sources, SourcesRefused
+from chat.retrieval import Sources, SourcesUnsearchable
 from core import datakeys
 from documents import embedding, indexing, services, vectors
 from documents.models import Chunk, Document, document_key
@@ -205,7 +205,7 @@ def test_without_the_previous_model_the_question_is_refused_with_a_reason_and_lo
 
     with (
         caplog.at_level(logging.ERROR, logger="documents.search"),
-        pytest.raises(SourcesRefused) as refused,
+        pytest.raises(SourcesUnsearchable) as refused,
     ):
         _ask(employee, handbook)
 

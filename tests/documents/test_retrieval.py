@@ -88,6 +88,27 @@ async def test_another_employee_cannot_attach_it_by_id(worker, employee, other_e
     assert not await AuditEvent.objects.filter(action="retrieval").aexists()
 
 
+async def test_a_document_that_cannot_be_searched_now_is_refused_with_a_code_of_its_own(
+    worker, employee, monkeypatch
+):
+    """Its embedding model is gone while it is indexed again: the person may read it, and
+    may try again later (not the source_not_found of someone else's document)."""
+    import documents.search
+
+    document = await sync_to_async(_indexed)(employee)
+    monkeypatch.setattr(documents.search, "model_for", lambda identity, models: None)
+    chat = await _socket(employee)
+    try:
+        await send(chat, QUESTION, sources={"documents": [str(document.pk)]})
+        error = await chat.receive_json_from(timeout=5)
+    finally:
+        await chat.disconnect()
+
+    assert error["type"] == "error" and error["code"] == "source_unsearchable"
+    assert "\u201csite handbook.pdf\u201d cannot be searched right now" in error["detail"]
+    assert not await Conversation.objects.filter(user=employee).aexists()
+
+
 @pytest.mark.django_db
 def test_the_question_reaches_the_model_after_the_quoted_excerpts(employee):
     document = _indexed(employee)
