@@ -389,27 +389,23 @@ def passkey_used(request, device) -> None:
     """A passkey proved the second factor: verify the session (sign-in or step-up)."""
     step_up = {"step_up": True} if request.user.is_verified() else {}
     mark_verified(request, device)
-    record(
-        "passkey.used",
-        request=request,
-        target=request.user,
-        passkey=device.pk,
-        sign_count=device.sign_count,
-        **step_up,
-    )
+    _record_passkey_use(request, device, **step_up)
 
 
 def passkey_confirmed(request, device, *, purpose: str) -> None:
     """A passkey confirmed one action (``purpose``, e.g. api_token) for a signed-in user; the
     session is left as it was (accounts.passkeys.check_action_assertion)."""
+    _record_passkey_use(request, device, step_up=True, purpose=purpose)
+
+
+def _record_passkey_use(request, device, **details) -> None:
     record(
         "passkey.used",
         request=request,
         target=request.user,
         passkey=device.pk,
         sign_count=device.sign_count,
-        step_up=True,
-        purpose=purpose,
+        **details,
     )
 
 

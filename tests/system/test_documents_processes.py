@@ -63,23 +63,35 @@ def _status(env, document_id) -> str:
     return f"{status} {attempts}"
 
 
+def _index_worker(env, name: str, **output) -> subprocess.Popen:
+    """A long-running `index_documents` worker in a session of its own (to kill it whole)."""
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "index_documents", "--name", name],
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
+        **output,
+    )
+
+
+def _wait_until(condition, seconds: float, failure: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.2)
+
+
 def test_a_worker_killed_mid_document_is_taken_over_after_its_lease(site_env):
     # About 250 passages: several seconds of embedding, long enough to be killed within.
     paragraphs = "'\\n\\n'.join(f'Paragraph {n} of the long report on quarterly figures.' * 12 for n in range(250))"
     document_id = _upload(site_env, f"({paragraphs}).encode()", "long.txt")
-    worker = subprocess.Popen(
-        [sys.executable, "manage.py", "index_documents", "--name", "doomed"],
-        cwd=REPO,
-        env=site_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    worker = _index_worker(site_env, "doomed", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while not _status(site_env, document_id).startswith("indexing"):
-            assert time.monotonic() < deadline, "the worker never started indexing"
-            time.sleep(0.2)
+        _wait_until(
+            lambda: _status(site_env, document_id).startswith("indexing"),
+            60,
+            "the worker never started indexing",
+        )
     finally:
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait()
@@ -155,19 +167,15 @@ def test_a_worker_stopped_mid_reindexing_leaves_the_old_index_answering(site_env
     model_b = make_retuned_model(tmp_path_factory.mktemp("models") / "minilm-retuned")
     with_b = {**site_env, "EMBEDDING_MODEL_DIR": str(model_b)}
 
-    worker = subprocess.Popen(
-        [sys.executable, "manage.py", "index_documents", "--name", "stopping"],
-        cwd=REPO,
-        env=with_b,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    worker = _index_worker(
+        with_b, "stopping", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
-        deadline = time.monotonic() + 120
-        while len(_chunks_by_model(site_env, document_id)) < 2:
-            assert time.monotonic() < deadline, "the worker never wrote a batch"
-            time.sleep(0.2)
+        _wait_until(
+            lambda: len(_chunks_by_model(site_env, document_id)) >= 2,
+            120,
+            "the worker never wrote a batch",
+        )
         # As systemd or Kubernetes stop it: it finishes its batch and hands the document back.
         worker.send_signal(signal.SIGTERM)
         output, _ = worker.communicate(timeout=120)

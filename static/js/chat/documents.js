@@ -4,6 +4,7 @@
 // never as HTML.
 
 import { announce, csrfToken, sessionEnded } from "./page.js";
+import { make } from "./util.js";
 
 var API = "/documents/api/documents";
 var POLL_MS = 1500;
@@ -123,21 +124,14 @@ function megabytes(bytes) {
 
 // A file on its way: its name, "uploading NN%" and a progress bar.
 function sendingRow(file) {
-  var item = window.document.createElement("li");
-  item.className = "document is-sending";
+  var item = make("li", "document is-sending");
   item.dataset.status = "uploading";
-  var name = window.document.createElement("span");
-  name.className = "document-name";
-  name.textContent = file.name;
-  var status = window.document.createElement("span");
-  status.className = "document-status";
-  status.textContent = "uploading 0%";
-  var bar = window.document.createElement("progress");
-  bar.className = "document-progress";
+  var status = make("span", "document-status", "uploading 0%");
+  var bar = make("progress", "document-progress");
   bar.max = 100;
   bar.value = 0;
   bar.setAttribute("aria-label", "Uploading " + file.name);
-  item.append(name, status, bar);
+  item.append(make("span", "document-name", file.name), status, bar);
   item.showProgress = function (percent) {
     bar.value = percent;
     status.textContent = "uploading " + percent + "%";
@@ -181,9 +175,6 @@ function send(file, onProgress) {
     xhr.addEventListener("error", function () {
       reject(new Error("The connection was lost while the file was being sent; "
         + "check the network and upload it again."));
-    });
-    xhr.addEventListener("timeout", function () {
-      reject(new Error("Sending the file took too long; upload it again."));
     });
     xhr.send(form);
   });
