@@ -14,6 +14,7 @@ import logging
 import time
 
 from asgiref.sync import sync_to_async
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
@@ -107,7 +108,20 @@ class RequireVerifiedSession:
 
 
 class VerifiedSessionConsumer(AsyncJsonWebsocketConsumer):
-    """A consumer that lives only as long as its user's verified session."""
+    """A consumer that lives only as long as its user's verified session.
+
+    Its subclasses reach the database only through ``database_sync_to_async``, which closes
+    stale connections before and after each call on the database thread."""
+
+    async def dispatch(self, message):
+        # channels' own dispatch first hops to a thread to close stale database connections,
+        # before every message: for a streamed answer, before every piece of text. Each hop
+        # wakes a thread and the event loop again, on a host whose cores the model keeps busy.
+        # Handlers here do that in their own database calls, so messages go straight to them.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self):
         self.user = self.scope["user"]

@@ -6,7 +6,7 @@ from django.contrib.sessions.models import Session
 from django.db import connections
 
 from accounts import services
-from accounts.websocket import CLOSE_SESSION_ENDED
+from accounts.websocket import CLOSE_SESSION_ENDED, VerifiedSessionConsumer
 from tests.support.websockets import communicator_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -71,3 +71,32 @@ async def test_a_session_ended_without_a_message_is_noticed_by_the_periodic_chec
     await Session.objects.all().adelete()
 
     assert (await closed_with(communicator))["code"] == CLOSE_SESSION_ENDED
+
+
+class _Relay(VerifiedSessionConsumer):
+    def __init__(self):
+        super().__init__()
+        self.handled = []
+
+    async def inference_delta(self, event):
+        self.handled.append(event["text"])
+
+
+async def test_a_message_goes_to_its_handler_without_a_hop_to_a_thread(monkeypatch):
+    """channels' own dispatch closes stale database connections on a thread before every
+    message (for an answer, before each piece of text); these consumers' handlers reach the
+    database only through database_sync_to_async, which does that itself."""
+    hops = []
+
+    async def counted():
+        hops.append(1)
+
+    monkeypatch.setattr("channels.consumer.aclose_old_connections", counted)
+    relay = _Relay()
+
+    await relay.dispatch({"type": "inference.delta", "text": "Paris"})
+
+    assert relay.handled == ["Paris"]
+    assert hops == []
+    with pytest.raises(ValueError, match="No handler for message type nobody"):
+        await relay.dispatch({"type": "nobody.listens"})
