@@ -20,11 +20,21 @@ popped message into it, remove it again). Here:
   ZADD; without that await there is no moment at which a cancellation can drop a popped
   message, so the backup, and its two extra round trips, go.
 
+- A process's own channels (``specific.<process>!<name>``: each websocket's, each worker's)
+  travel on one Redis key per process. channels_redis has every waiting receiver take a
+  lock, and whoever holds it pops for all, with several tasks and a wait per message. Here
+  one reader task per process pops that key and puts each message in its channel's buffer;
+  a receiver only waits on its buffer. A receiver that is cancelled (a socket that closes)
+  is never in the middle of a pop, so it cannot drop a message meant for another socket.
+  Messages for a channel nobody receives from are dropped after ``expiry`` seconds, as in
+  Redis, instead of being kept for the life of the process.
+
 Both replace private methods of channels_redis 4.x (``_brpop_with_clean``,
 ``_clean_receive_backup``); tests/core/test_channel_layer.py fails if a release renames them.
 """
 
 import asyncio
+import collections
 import hashlib
 import logging
 import time
@@ -54,21 +64,124 @@ return 1
 SEND_SCRIPT_SHA = hashlib.sha1(SEND_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
 
+OUTAGES = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def _next_delay(delay: float) -> float:
+    return min(RETRY_MAX_SECONDS, max(0.5, delay * 2))
+
+
 class ResilientRedisChannelLayer(RedisChannelLayer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The task popping this process's channels, and who waits on which of them.
+        self._reader: asyncio.Task | None = None
+        self._waiters: collections.Counter[str] = collections.Counter()
+        # When each buffered channel last got a message, to drop what nobody receives.
+        self._delivered_at: dict[str, float] = {}
+        self._swept = time.monotonic()
+
     async def receive(self, channel):
+        if "!" in channel:
+            return await self._receive_own(channel)
         delay = 0.0
         while True:
             try:
-                message = await super().receive(channel)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+                message = await RedisChannelLayer.receive(self, channel)
+            except OUTAGES as error:
                 if delay == 0.0:
                     logger.warning("Redis is not answering (%s); retrying", error)
-                delay = min(RETRY_MAX_SECONDS, max(0.5, delay * 2))
+                delay = _next_delay(delay)
                 await asyncio.sleep(delay)
                 continue
             if delay:
                 logger.info("Redis answers again")
             return message
+
+    # --- this process's own channels ---------------------------------------------------------
+
+    async def _receive_own(self, channel: str) -> dict:
+        """The next message on one of this process's channels, from its buffer, which the
+        reader task fills (see the module)."""
+        if not self.require_valid_channel_name(channel):
+            raise ValueError(f"{channel!r} is not a valid channel name.")
+        process_channel = self.non_local_name(channel)
+        if not process_channel.endswith(self.client_prefix + "!"):
+            raise ValueError(f"{channel!r} belongs to another process's channel layer.")
+        buffer = self.receive_buffer[channel]
+        self._waiters[channel] += 1
+        try:
+            if buffer.empty():
+                self._start_reader(process_channel)
+            return await buffer.get()
+        finally:
+            self._waiters[channel] -= 1
+            if not self._waiters[channel]:
+                del self._waiters[channel]
+                if buffer.empty() and self.receive_buffer.get(channel) is buffer:
+                    del self.receive_buffer[channel]
+                    self._delivered_at.pop(channel, None)
+
+    def _start_reader(self, process_channel: str) -> None:
+        loop = asyncio.get_running_loop()
+        reader = self._reader
+        if reader is None or reader.done() or reader.get_loop() is not loop:
+            self._reader = loop.create_task(
+                self._read(process_channel), name=f"channel layer reader {process_channel}"
+            )
+
+    async def _read(self, process_channel: str) -> None:
+        """Pop the process's messages while anyone waits for one. Never cancelled by a
+        receiver: a pop in flight always reaches a buffer. Waits out Redis outages."""
+        index = self.consistent_hash(process_channel)
+        key = self.prefix + process_channel
+        delay = 0.0
+        while self._waiters:
+            try:
+                content = await self._brpop_with_clean(index, key, timeout=self.brpop_timeout)
+            except OUTAGES as error:
+                if delay == 0.0:
+                    logger.warning("Redis is not answering (%s); retrying", error)
+                delay = _next_delay(delay)
+                await asyncio.sleep(delay)
+                continue
+            except Exception:
+                # Whatever else went wrong, the process keeps receiving.
+                logger.exception("Could not receive from %s; retrying", process_channel)
+                delay = _next_delay(delay)
+                await asyncio.sleep(delay)
+                continue
+            if delay:
+                logger.info("Redis answers again")
+                delay = 0.0
+            if content is not None:
+                self._deliver(content)
+            self._sweep()
+
+    def _deliver(self, content: bytes) -> None:
+        try:
+            message = self.deserialize(content)
+            channels = message.pop("__asgi_channel__")
+        except Exception:
+            logger.exception("Dropped a message that is not one this layer sent")
+            return
+        now = time.monotonic()
+        # A group's message names each of its channels in this process.
+        for channel in [channels] if isinstance(channels, str) else channels:
+            self.receive_buffer[channel].put_nowait(message)
+            self._delivered_at[channel] = now
+
+    def _sweep(self) -> None:
+        """Drop the buffers of channels nobody received from for ``expiry`` seconds (a
+        socket that closed while its answer was still streaming)."""
+        now = time.monotonic()
+        if now - self._swept < self.expiry:
+            return
+        self._swept = now
+        for channel, at in list(self._delivered_at.items()):
+            if now - at > self.expiry and channel not in self._waiters:
+                del self._delivered_at[channel]
+                self.receive_buffer.pop(channel, None)
 
     async def send(self, channel, message):
         """Put ``message`` on ``channel`` in one round trip; ChannelFull at capacity."""

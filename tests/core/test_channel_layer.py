@@ -136,3 +136,109 @@ def test_the_replaced_channels_redis_methods_still_exist():
     source = inspect.getsource(RedisChannelLayer.receive_single)
     assert "self._brpop_with_clean(" in source
     assert "self._clean_receive_backup(" in source
+
+
+# --- This process's own channels: one reader task, buffers per channel -----------------------
+
+
+async def test_a_socket_that_closes_during_a_pop_costs_no_other_socket_its_message(
+    real_layer, monkeypatch
+):
+    """With channels_redis, the first receiver to wait pops for every channel of the
+    process; a socket closing while its pop's answer was on the way dropped that message,
+    whoever it was for. Here the pop belongs to no receiver."""
+    import asyncio
+
+    real_pop = real_layer._brpop_with_clean
+    popped = asyncio.Event()
+
+    async def pop_then_travel(index, channel, timeout):
+        content = await real_pop(index, channel, timeout)
+        if content is not None:
+            popped.set()
+            await asyncio.sleep(0.05)  # the answer on its way back from Redis
+        return content
+
+    monkeypatch.setattr(real_layer, "_brpop_with_clean", pop_then_travel)
+    staying, leaving = await real_layer.new_channel(), await real_layer.new_channel()
+    closing = asyncio.create_task(real_layer.receive(leaving))
+    await asyncio.sleep(0.01)
+    receiving = asyncio.create_task(real_layer.receive(staying))
+    await asyncio.sleep(0.01)
+
+    await real_layer.send(staying, {"type": "t", "n": 1})
+    await asyncio.wait_for(popped.wait(), 5)
+    closing.cancel()
+
+    assert (await asyncio.wait_for(receiving, 5))["n"] == 1
+
+
+async def test_a_group_message_reaches_each_of_its_channels_once(real_layer):
+    first, second = await real_layer.new_channel(), await real_layer.new_channel()
+    await real_layer.group_add("people", first)
+    await real_layer.group_add("people", second)
+
+    await real_layer.group_send("people", {"type": "session.revoked"})
+
+    assert await real_layer.receive(first) == {"type": "session.revoked"}
+    assert await real_layer.receive(second) == {"type": "session.revoked"}
+    assert real_layer.receive_buffer == {}
+
+
+async def test_what_nobody_receives_is_dropped_after_the_expiry(redis_server_url):
+    import asyncio
+    import secrets
+
+    layer = ResilientRedisChannelLayer(
+        hosts=[{"address": redis_server_url}], prefix=f"test-layer-{secrets.token_hex(4)}", expiry=1
+    )
+    try:
+        gone, here = await layer.new_channel(), await layer.new_channel()
+        receiving = asyncio.create_task(layer.receive(here))
+        # A socket that closed while its answer streamed: its text arrives all the same.
+        await layer.send(gone, {"type": "inference.delta", "text": "late"})
+        await layer.send(here, {"type": "t", "n": 1})
+        assert (await asyncio.wait_for(receiving, 5))["n"] == 1
+        assert gone in layer.receive_buffer
+
+        await asyncio.sleep(1.2)
+        receiving = asyncio.create_task(layer.receive(here))
+        await layer.send(here, {"type": "t", "n": 2})
+        assert (await asyncio.wait_for(receiving, 5))["n"] == 2
+        assert gone not in layer.receive_buffer
+    finally:
+        await layer.flush()
+
+
+async def test_the_reader_waits_out_an_outage_and_delivers_after_it(
+    real_layer, monkeypatch, no_waiting
+):
+    import asyncio
+
+    real_pop = real_layer._brpop_with_clean
+    failures = [RedisConnectionError("Connection refused")] * 3
+
+    async def pop(index, channel, timeout):
+        if failures:
+            raise failures.pop()
+        return await real_pop(index, channel, timeout)
+
+    monkeypatch.setattr(real_layer, "_brpop_with_clean", pop)
+    channel = await real_layer.new_channel()
+    await real_layer.send(channel, {"type": "t", "n": 1})
+
+    assert (await asyncio.wait_for(real_layer.receive(channel), 5))["n"] == 1
+    assert no_waiting == [0.5, 1.0, 2.0]
+
+
+async def test_the_reader_stops_when_nobody_waits(real_layer):
+    import asyncio
+
+    real_layer.brpop_timeout = 1
+    channel = await real_layer.new_channel()
+    waiting = asyncio.create_task(real_layer.receive(channel))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    # It finishes the pop it is in (at most brpop_timeout), then ends.
+    await asyncio.wait_for(asyncio.shield(real_layer._reader), 3)
+    assert real_layer._waiters == {}
