@@ -155,6 +155,14 @@ class _Recorded(logging.Handler):
             self.lines.append(logging.Formatter().formatException(record.exc_info))
 
 
+def _listed_ready(name: str) -> bool:
+    from chat.inference import registry
+
+    return any(
+        w.get("name") == name and w.get("state") == "ready" for w in registry.live_workers()
+    )
+
+
 @contextlib.asynccontextmanager
 async def running_worker(
     name="test-worker",
@@ -179,9 +187,14 @@ async def running_worker(
     task = asyncio.create_task(worker.run())
     try:
         deadline = time.monotonic() + timeout
-        while worker.state != "ready" and not task.done() and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        if worker.state != "ready":
+        # Ready once the registry says so: that is what a consumer reads before it sends a
+        # request (the worker writes it just after it is ready, with a hop to a thread).
+        ready = False
+        while not ready and not task.done() and time.monotonic() < deadline:
+            ready = worker.state == "ready" and await sync_to_async(_listed_ready)(worker.name)
+            if not ready:
+                await asyncio.sleep(0.01)
+        if not ready:
             ended = "stopped" if task.done() else f"was not ready within {timeout} s"
             if task.done() and not task.cancelled() and task.exception() is not None:
                 ended = f"stopped with {task.exception()!r}"
