@@ -126,6 +126,41 @@ def record(
     defaults to the request being served. Details may not use keys that could carry a
     secret or content (``core.redaction``).
     """
+    fields = _fields(action, actor, outcome, target, request, scope, details)
+    event = chain.append(**fields)
+    _after_commit(event)
+    return event
+
+
+def record_together(*entries: dict) -> list[AuditEvent]:
+    """Append several events, in order, each given as ``record()``'s arguments in one dict
+    (``action`` among them): one action that leaves several events (a new conversation and
+    its first message) writes them in one go instead of one after the other."""
+    fields = [
+        _fields(
+            entry["action"],
+            entry.get("actor"),
+            entry.get("outcome", AuditEvent.Outcome.SUCCESS),
+            entry.get("target"),
+            entry.get("request"),
+            entry.get("scope"),
+            {
+                name: value
+                for name, value in entry.items()
+                if name not in {"action", "actor", "outcome", "target", "request", "scope"}
+            },
+        )
+        for entry in entries
+    ]
+    events = chain.append_many(fields)
+    for event in events:
+        _after_commit(event)
+    return events
+
+
+def _fields(action, actor, outcome, target, request, scope, details) -> dict:
+    """An event's fields for the chain, checked: a known action and outcome, details
+    without secrets or content, and who did it from where."""
     if action not in CATALOGUE:
         raise AuditDetailError(
             f"{action!r} is not in the catalogue of audit actions (audit/actions.py); add it "
@@ -138,22 +173,25 @@ def record(
         request = current_request()
     context = _context(request, scope)
     actor = actor if actor is not None else context["user"]
-    event = chain.append(
-        actor=actor if actor is not None and actor.pk is not None else None,
-        actor_username=actor.get_username() if actor is not None else "",
-        action=action,
-        outcome=outcome,
-        target=_target_label(target),
-        source_ip=context["source_ip"] or "",
-        user_agent=(context["user_agent"] or "")[:USER_AGENT_MAX],
-        request_id=context["request_id"] or new_request_id(),
-        details=_as_json_data(details),
-    )
+    return {
+        "actor": actor if actor is not None and actor.pk is not None else None,
+        "actor_username": actor.get_username() if actor is not None else "",
+        "action": action,
+        "outcome": outcome,
+        "target": _target_label(target),
+        "source_ip": context["source_ip"] or "",
+        "user_agent": (context["user_agent"] or "")[:USER_AGENT_MAX],
+        "request_id": context["request_id"] or new_request_id(),
+        "details": _as_json_data(details),
+    }
+
+
+def _after_commit(event: AuditEvent) -> None:
     if settings.AUDIT_MIRROR:
         line = as_mirror_line(event)
         transaction.on_commit(lambda: mirror_logger.info(line))
+    action, outcome = event.action, event.outcome
     transaction.on_commit(lambda: _count(action, outcome))
-    return event
 
 
 def _count(action: str, outcome: str) -> None:

@@ -13,7 +13,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from accounts.erasure import ErasureRefused, refuse_if_held
-from audit.log import record
+from audit.log import record, record_together
 from chat import retrieval
 from chat.conversation_settings import ChatSettings, apply_settings, settings_params
 from chat.models import AnswerSources, Conversation, Message, origin_as_dict
@@ -368,14 +368,6 @@ def start_turn(
             conversation.api_token_prefix = api_caller.token_prefix[:16]
         apply_settings(conversation, new_settings or ChatSettings())
         conversation.save()
-        record(
-            "conversation.created",
-            actor=actor,
-            scope=scope,
-            target=conversation,
-            model=model_name,
-            origin=conversation.origin,
-        )
         shown = []
     else:
         conversation = _locked(actor, conversation_id)
@@ -385,29 +377,42 @@ def start_turn(
     question, answer = _ask(
         conversation, parent_id=parent_id, content=content, model_name=model_name
     )
-    record(
-        "message.sent",
-        actor=actor,
-        scope=scope,
-        target=conversation,
-        content_length=len(content),
-        message_id=str(question.pk),
-        model=model_name,
+    # The turn's events go into the audit chain together, in this order, at its end.
+    about = {"actor": actor, "scope": scope, "target": conversation}
+    events = []
+    if new:
+        events.append(
+            {
+                "action": "conversation.created",
+                **about,
+                "model": model_name,
+                "origin": conversation.origin,
+            }
+        )
+    events.append(
+        {
+            "action": "message.sent",
+            **about,
+            "content_length": len(content),
+            "message_id": str(question.pk),
+            "model": model_name,
+        }
     )
     # The thread read above, now ending in the question (the conversation is locked).
     turns = _as_history(conversation, [*shown, question])
     if citations:
         AnswerSources.objects.create(answer=answer, citations=json.dumps(citations))
-        record(
-            "retrieval",
-            actor=actor,
-            scope=scope,
-            target=conversation,
-            message_id=str(answer.pk),
-            document_ids=sorted({c["document"] for c in citations}),
-            passage_count=len(citations),
+        events.append(
+            {
+                "action": "retrieval",
+                **about,
+                "message_id": str(answer.pk),
+                "document_ids": sorted({c["document"] for c in citations}),
+                "passage_count": len(citations),
+            }
         )
         turns[-1] = {"role": "user", "content": retrieval.with_excerpts(content, citations)}
+    record_together(*events)
     return Turn(conversation, question, answer, turns, new)
 
 

@@ -177,10 +177,12 @@ async def test_a_refused_websocket_is_recorded_with_the_client_address():
 def failing_insert(monkeypatch):
     from django.db import DatabaseError
 
-    def save(self, *args, **kwargs):
+    from audit.models import AuditEventQuerySet
+
+    def bulk_create(self, *args, **kwargs):
         raise DatabaseError("the audit table cannot be written")
 
-    monkeypatch.setattr(AuditEvent, "save", save)
+    monkeypatch.setattr(AuditEventQuerySet, "bulk_create", bulk_create)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -214,3 +216,45 @@ def test_a_probe_that_cannot_be_recorded_leaves_the_callers_work_intact(
         Conversation.objects.create(user=employee, title="kept too")
     assert Conversation.objects.filter(user=employee).count() == 2
     assert "could not be written to the audit log" in caplog.text
+
+
+def test_events_recorded_together_follow_each_other_in_the_chain(employee):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from audit.chain import verify
+    from audit.log import record_together
+    from audit.models import AuditChainHead
+
+    before = record("login.success", actor=employee)
+    with CaptureQueriesContext(connection) as queries:
+        created, sent = record_together(
+            {"action": "conversation.created", "actor": employee, "target": "conversation:7"},
+            {"action": "message.sent", "actor": employee, "content_length": 5},
+        )
+
+    assert (created.sequence, sent.sequence) == (before.sequence + 1, before.sequence + 2)
+    assert sent.prev_hash == created.hash and created.prev_hash == before.hash
+    stored = AuditEvent.objects.get(pk=sent.pk)
+    assert (stored.action, stored.details, stored.actor_username) == (
+        "message.sent",
+        {"content_length": 5},
+        "alice",
+    )
+    head = AuditChainHead.objects.get()
+    assert (head.sequence, head.hash) == (sent.sequence, sent.hash)
+    assert verify().intact
+    # The head locked once, both events in one insert, the head moved once.
+    assert len(queries) == 3
+
+
+def test_events_recorded_together_are_all_checked_before_any_is_written(employee):
+    from audit.log import record_together
+
+    count = AuditEvent.objects.count()
+    with pytest.raises(AuditDetailError):
+        record_together(
+            {"action": "conversation.created", "actor": employee},
+            {"action": "message.sent", "actor": employee, "password": "hunter2"},
+        )
+    assert AuditEvent.objects.count() == count
