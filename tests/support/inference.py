@@ -158,9 +158,7 @@ class _Recorded(logging.Handler):
 def _listed_ready(name: str) -> bool:
     from chat.inference import registry
 
-    return any(
-        w.get("name") == name and w.get("state") == "ready" for w in registry.live_workers()
-    )
+    return any(w.get("name") == name and w.get("state") == "ready" for w in registry.live_workers())
 
 
 @contextlib.asynccontextmanager
