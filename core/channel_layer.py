@@ -125,7 +125,14 @@ class ResilientRedisChannelLayer(RedisChannelLayer):
     def _start_reader(self, process_channel: str) -> None:
         loop = asyncio.get_running_loop()
         reader = self._reader
-        if reader is None or reader.done() or reader.get_loop() is not loop:
+        if reader is not None and not reader.done() and reader.get_loop() is not loop:
+            if reader.get_loop().is_running():
+                # Its buffers belong to that loop; channels_redis refuses this too.
+                raise RuntimeError(
+                    "Two event loops are trying to receive() on one channel layer at once."
+                )
+            reader = None  # a loop that has ended (async_to_sync): start afresh on this one
+        if reader is None or reader.done():
             self._reader = loop.create_task(
                 self._read(process_channel), name=f"channel layer reader {process_channel}"
             )

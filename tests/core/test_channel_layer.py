@@ -242,3 +242,52 @@ async def test_the_reader_stops_when_nobody_waits(real_layer):
     # It finishes the pop it is in (at most brpop_timeout), then ends.
     await asyncio.wait_for(asyncio.shield(real_layer._reader), 3)
     assert real_layer._waiters == {}
+
+
+def test_two_event_loops_cannot_receive_at_once(redis_server_url):
+    """The buffers belong to the loop that reads them, as with channels_redis."""
+    import asyncio
+    import secrets
+    import threading
+
+    layer = ResilientRedisChannelLayer(
+        hosts=[{"address": redis_server_url}], prefix=f"test-layer-{secrets.token_hex(4)}"
+    )
+    first_loop_waits = threading.Event()
+    stop = threading.Event()
+
+    def first_loop():
+        async def wait():
+            channel = await layer.new_channel()
+            waiting = asyncio.create_task(layer.receive(channel))
+            await asyncio.sleep(0.05)
+            first_loop_waits.set()
+            while not stop.is_set():
+                await asyncio.sleep(0.01)
+            waiting.cancel()
+
+        asyncio.run(wait())
+
+    thread = threading.Thread(target=first_loop)
+    thread.start()
+    try:
+        assert first_loop_waits.wait(5)
+
+        async def second():
+            return await asyncio.wait_for(layer.receive(await layer.new_channel()), 2)
+
+        with pytest.raises(RuntimeError, match="Two event loops"):
+            asyncio.run(second())
+    finally:
+        stop.set()
+        thread.join(10)
+
+    # Once that loop has ended, another may receive.
+    async def after():
+        channel = await layer.new_channel()
+        await layer.send(channel, {"type": "t", "n": 1})
+        message = await asyncio.wait_for(layer.receive(channel), 5)
+        await layer.flush()
+        return message
+
+    assert asyncio.run(after())["n"] == 1
