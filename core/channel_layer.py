@@ -71,6 +71,16 @@ def _next_delay(delay: float) -> float:
     return min(RETRY_MAX_SECONDS, max(0.5, delay * 2))
 
 
+async def _wait_for_redis(error: Exception, delay: float) -> float:
+    """After a call Redis did not answer: say so the first time, wait a growing interval,
+    and return it (the next failure waits longer)."""
+    if delay == 0.0:
+        logger.warning("Redis is not answering (%s); retrying", error)
+    delay = _next_delay(delay)
+    await asyncio.sleep(delay)
+    return delay
+
+
 class ResilientRedisChannelLayer(RedisChannelLayer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -89,10 +99,7 @@ class ResilientRedisChannelLayer(RedisChannelLayer):
             try:
                 message = await RedisChannelLayer.receive(self, channel)
             except OUTAGES as error:
-                if delay == 0.0:
-                    logger.warning("Redis is not answering (%s); retrying", error)
-                delay = _next_delay(delay)
-                await asyncio.sleep(delay)
+                delay = await _wait_for_redis(error, delay)
                 continue
             if delay:
                 logger.info("Redis answers again")
@@ -147,10 +154,7 @@ class ResilientRedisChannelLayer(RedisChannelLayer):
             try:
                 content = await self._brpop_with_clean(index, key, timeout=self.brpop_timeout)
             except OUTAGES as error:
-                if delay == 0.0:
-                    logger.warning("Redis is not answering (%s); retrying", error)
-                delay = _next_delay(delay)
-                await asyncio.sleep(delay)
+                delay = await _wait_for_redis(error, delay)
                 continue
             except Exception:
                 # Whatever else went wrong, the process keeps receiving.
