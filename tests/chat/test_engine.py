@@ -69,6 +69,20 @@ def test_the_cpu_dtype_follows_native_bf16_support(
     assert next(engine.model.parameters()).dtype == getattr(torch, expected)
 
 
+def test_cudnn_attention_is_left_out_on_a_gpu_and_untouched_on_a_cpu(prepared_model_dir):
+    # The GPU half was measured on an H200 (docs/performance.md); here the switch itself.
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    try:
+        torch.backends.cuda.enable_cudnn_sdp(True)
+        Engine(prepared_model_dir, device="cpu")
+        assert torch.backends.cuda.cudnn_sdp_enabled()
+
+        engine_module._skip_cudnn_attention()
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(before)
+
+
 def test_a_missing_model_directory_says_how_to_make_one(tmp_path):
     with pytest.raises(ImproperlyConfigured, match="prepare_model"):
         Engine(tmp_path / "no-model-here")
