@@ -75,9 +75,9 @@ def _skip_cudnn_attention() -> None:
 
     On Hopper GPUs PyTorch may pick cuDNN's attention for bf16 with a mask. cuDNN builds an
     execution plan for each new shape, and a decode step's keys grow by one token every
-    step, so every step pays for a new plan: on an H200 a 1.2B Llama decoded at 46-60 ms a
-    token this way against 14-17 ms with the flash and memory-efficient kernels, which
-    handle any length with one kernel (docs/performance.md, "Sizing a GPU server")."""
+    step, so every step pays for a new plan: on an H200 the engine decoded a 1.2B Llama at
+    about 60 ms a token this way, against about 16 ms with the flash and memory-efficient
+    kernels, which handle any length with one kernel (docs/performance.md, "Sizing a GPU server")."""
     torch.backends.cuda.enable_cudnn_sdp(False)
 
 
