@@ -45,10 +45,13 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 # whose hypervisor does not enable its registers, the native build dies on its first
 # matrix product. So it is built once per version and instruction set, without AMX or
 # -march=native, into a cache of its own outside the checkout (a fresh clone reuses it).
-LLAMA_CPP ?= llama-cpp-python==0.3.36
+# The version is the one pyproject.toml pins, so the two cannot drift apart (a newer pin
+# with this wheel left behind would have pip build a native one again).
+LLAMA_CPP := llama-cpp-python$(shell sed -n 's/.*"llama-cpp-python\[server\]\(==[^"]*\)".*/\1/p' pyproject.toml)
 WHEEL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/intranet-llm-chat/wheels
 llama-cpp: | $(PY)
 	@set -e; \
+	case '$(LLAMA_CPP)' in *==*) ;; *) echo "pyproject.toml pins no llama-cpp-python[server]==VERSION" >&2; exit 1;; esac; \
 	if grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && grep -qw f16c /proc/cpuinfo; \
 	  then isa=avx2; flags="-DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"; \
 	  else isa=sse; flags="-DGGML_AVX=OFF -DGGML_AVX2=OFF -DGGML_FMA=OFF -DGGML_F16C=OFF"; fi; \

@@ -69,8 +69,10 @@ def test_the_cpu_dtype_follows_native_bf16_support(
     assert next(engine.model.parameters()).dtype == getattr(torch, expected)
 
 
-def test_cudnn_attention_is_left_out_on_a_gpu_and_untouched_on_a_cpu(prepared_model_dir):
-    # The GPU half was measured on an H200 (docs/performance.md); here the switch itself.
+def test_a_cpu_engine_leaves_cudnn_attention_alone_and_the_gpu_switch_turns_it_off(
+    prepared_model_dir,
+):
+    # A GPU engine calling the switch was measured on an H200 (docs/performance.md), not here.
     before = torch.backends.cuda.cudnn_sdp_enabled()
     try:
         torch.backends.cuda.enable_cudnn_sdp(True)
