@@ -99,6 +99,8 @@ def ask_echo(page, question):
     answers = page.locator(".message-assistant")
     before = answers.count()
     page.fill("#composer-input", question)
+    # Enabled once the socket is open: Enter before that keeps the message unsent.
+    expect(page.locator("#send-button")).to_be_enabled(timeout=30_000)
     page.press("#composer-input", "Enter")
     expect(answers).to_have_count(before + 1, timeout=ECHO_ANSWER_TIMEOUT)
     expect(page.locator(".message-assistant.is-streaming")).to_have_count(

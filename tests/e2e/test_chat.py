@@ -13,6 +13,8 @@ ANSWER_TIMEOUT = 90_000  # ms: the first answer also waits for the model to load
 
 def ask(page, question):
     page.fill("#composer-input", question)
+    # Enabled once the socket is open: Enter before that keeps the message unsent.
+    expect(page.locator("#send-button")).to_be_enabled(timeout=30_000)
     page.press("#composer-input", "Enter")
 
 

@@ -15,6 +15,8 @@ FACT = "The visitor parking code for the north gate is 4417."
 
 def ask(page, question):
     page.fill("#composer-input", question)
+    # Enabled once the socket is open: Enter before that keeps the message unsent.
+    expect(page.locator("#send-button")).to_be_enabled(timeout=30_000)
     page.press("#composer-input", "Enter")
     expect(page.locator("#stop-button")).to_be_hidden(timeout=ANSWER_TIMEOUT)
 

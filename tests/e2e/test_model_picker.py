@@ -39,6 +39,8 @@ def two_models(tmp_path_factory, postgres_server_url, redis_server_url):
 
 def ask(page, question):
     page.fill("#composer-input", question)
+    # Enabled once the socket is open: Enter before that keeps the message unsent.
+    expect(page.locator("#send-button")).to_be_enabled(timeout=30_000)
     page.press("#composer-input", "Enter")
 
 

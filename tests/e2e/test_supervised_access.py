@@ -69,6 +69,8 @@ def test_request_refusal_approval_supervised_reading_expiry_and_the_user_told(
     sign_in(user, alice)
     user.goto("/")
     user.fill("#composer-input", "What is the capital of France?")
+    # Enabled once the socket is open: Enter before that keeps the message unsent.
+    expect(user.locator("#send-button")).to_be_enabled(timeout=ANSWER_TIMEOUT)
     user.press("#composer-input", "Enter")
     expect(user.locator(".message-assistant").last).to_contain_text("Paris", timeout=ANSWER_TIMEOUT)
     expect(user.locator("#stop-button")).to_be_hidden(timeout=ANSWER_TIMEOUT)
