@@ -26,6 +26,8 @@ def ask(page, question):
         "data-state", "ready", timeout=ANSWER_TIMEOUT
     )
     page.fill("#composer-input", question)
+    # Enabled once the socket is open: Enter before that keeps the message unsent.
+    expect(page.locator("#send-button")).to_be_enabled(timeout=ANSWER_TIMEOUT)
     page.press("#composer-input", "Enter")
 
 
